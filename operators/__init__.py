@@ -1,0 +1,1 @@
+"""Stages and connectors, one type per module; never import Bytewax here."""

@@ -1,0 +1,1 @@
+"""Parse stages (json, …), one type per module; never import Bytewax here."""

@@ -1,0 +1,1 @@
+"""The engine: YAML → validated spec → DAG → Bytewax dataflow; run, query, the CLI."""

@@ -1,0 +1,64 @@
+"""Base config models for sources, stages and sinks: frozen, unknown keys rejected, one docstring per field."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["NodeConfig", "SourceConfig", "StageConfig", "SinkConfig", "OnError", "type_name_of"]
+
+
+class OnError(str, Enum):
+    """What a stage does with a record it cannot process."""
+
+    route = "route"
+    """Send it to `<node>.dropped` with `_error` and `_error_node` columns (the default)."""
+    keep = "keep"
+    """Pass it on to the main output with `_error` and `_error_node` set."""
+    discard = "discard"
+    """Count it and drop it."""
+
+
+class NodeConfig(BaseModel):
+    """Fields every node has. Subclasses add `type: Literal["name"]` and their own options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    kind: ClassVar[str] = "node"
+
+
+class SourceConfig(NodeConfig):
+    """A node that reads records from outside (files, stdin, Kafka)."""
+
+    kind: ClassVar[str] = "source"
+
+
+class StageConfig(NodeConfig):
+    """A node that transforms batches of records."""
+
+    kind: ClassVar[str] = "stage"
+
+    inputs: list[str] | None = Field(default=None, min_length=1)
+    """Nodes (or `node.output` ports) this one reads; default: the node declared just before it."""
+    on_error: OnError = OnError.route
+    """What to do with a record this stage cannot process: `route` it to `<node>.dropped`, `keep` it with `_error` set, or `discard` it (counted)."""
+
+
+class SinkConfig(NodeConfig):
+    """A node that writes records out (Parquet, stdout, Kafka)."""
+
+    kind: ClassVar[str] = "sink"
+
+    inputs: list[str] | None = Field(default=None, min_length=1)
+    """Nodes (or `node.output` ports) this sink writes; default: the node declared just before it."""
+
+
+def type_name_of(config_cls: type[NodeConfig]) -> str:
+    """The `type:` value a config class declares through its `Literal` annotation."""
+    field = config_cls.model_fields.get("type")
+    args = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise TypeError(f"{config_cls.__name__} must declare `type: Literal['<name>']`")
+    return args[0]

@@ -1,0 +1,74 @@
+"""Source and sink protocols. Engine-agnostic: the engine adapts them to its own inputs and outputs.
+
+A source is split into named partitions (files, Kafka topic partitions) that the engine spreads over
+workers; each partition reads batches and reports a JSON-able position to resume from. A sink opens one
+writer per worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+__all__ = ["EndOfInput", "SourcePartition", "Source", "SinkWriter", "Sink"]
+
+
+class EndOfInput(Exception):
+    """Raised by `SourcePartition.read` when bounded input is exhausted."""
+
+
+@runtime_checkable
+class SourcePartition(Protocol):
+    """One independently readable slice of a source (a file, a topic partition)."""
+
+    def read(self) -> pa.RecordBatch | None:
+        """The next batch, or None when nothing is ready yet; never blocks for long. Raises `EndOfInput` at the end."""
+        ...
+
+    def position(self) -> Any:
+        """A JSON-able position that resumes reading just after the last record returned."""
+        ...
+
+    def close(self) -> None:
+        """Release files and connections."""
+        ...
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A configured source; lists its partitions and opens them."""
+
+    def partitions(self) -> list[str]:
+        """Stable partition names (the same on every worker and across restarts)."""
+        ...
+
+    def open(self, partition: str, resume: Any | None) -> SourcePartition:
+        """Open a partition, resuming from a position previously returned by `SourcePartition.position`."""
+        ...
+
+
+@runtime_checkable
+class SinkWriter(Protocol):
+    """A sink's writer for one worker."""
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Write one batch (an empty batch is a tick: a chance to roll files by age)."""
+        ...
+
+    def close(self) -> None:
+        """Flush and commit everything written."""
+        ...
+
+    def abort(self) -> None:
+        """Discard uncommitted output after a failure; leaves nothing half-written visible."""
+        ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A configured sink; opens one writer per worker."""
+
+    def open(self, worker_index: int, worker_count: int) -> SinkWriter:
+        """A writer for one worker; writers of different workers never write the same file."""
+        ...

@@ -1,0 +1,120 @@
+"""The stage protocol: what a stage is given, what it returns, and how failed records leave it."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake.schemas.config import OnError
+from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN
+
+__all__ = ["NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+
+
+class NodeCounters:
+    """Thread-safe named counters for one node (records in/out, files written, …), read by the run summary."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Add `amount` to counter `name`."""
+        with self._lock:
+            self._counts[name] += amount
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of all counters."""
+        with self._lock:
+            return dict(self._counts)
+
+    def __getitem__(self, name: str) -> int:
+        with self._lock:
+            return self._counts[name]
+
+
+@dataclass
+class NodeContext:
+    """What the engine gives a node when it builds it.
+
+    `base_dir` is the pipeline file's folder: relative paths in the config resolve against it.
+    Stage `process` may be called from several worker threads at once; keep per-call state local.
+    """
+
+    node: str
+    base_dir: Path = field(default_factory=Path.cwd)
+    counters: NodeCounters = field(default_factory=NodeCounters)
+    follow: bool | None = None
+    """For sources: the run's `--follow` override (None: use the source's own setting)."""
+    lake_dir: Path | None = None
+    """The pipeline's lake folder (top-level `lake:`); default `<base_dir>/lake`."""
+
+    @property
+    def lake(self) -> Path:
+        """The lake folder datasets are written under."""
+        return self.lake_dir if self.lake_dir is not None else self.base_dir / "lake"
+
+    def resolve(self, path: str | Path) -> Path:
+        """A config path made absolute against the pipeline file's folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+@dataclass
+class StageOutput:
+    """A stage's result for one batch: the main output and any named extra outputs (`dropped`, …)."""
+
+    main: pa.RecordBatch
+    extra: dict[str, pa.RecordBatch] = field(default_factory=dict)
+    discarded: int = 0
+    """Records dropped on purpose because `on_error: discard` (counted, never silent)."""
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A batch transformer. Built once per pipeline run from its config and a `NodeContext`."""
+
+    outputs: ClassVar[tuple[str, ...]]
+    """Names of the extra outputs besides the main one (exposed as `node.<name>`)."""
+
+    def process(self, batch: pa.RecordBatch) -> StageOutput:
+        """Transform one batch; never raise for a bad record (route it with `split_failures`)."""
+        ...
+
+
+def with_error_columns(batch: pa.RecordBatch, errors: pa.Array, node: str) -> pa.RecordBatch:
+    """`batch` with `_error` = errors and `_error_node` = node where an error is set (replacing old ones)."""
+    node_column = pc.if_else(pc.is_valid(errors), pa.scalar(node), pa.scalar(None, pa.string()))
+    for name, column in ((ERROR_COLUMN, errors), (ERROR_NODE_COLUMN, node_column)):
+        index = batch.schema.get_field_index(name)
+        batch = batch.append_column(name, column) if index < 0 else batch.set_column(index, name, column)
+    return batch
+
+
+def split_failures(
+    good: pa.RecordBatch, failed: pa.RecordBatch, errors: list[str], node: str, on_error: OnError
+) -> StageOutput:
+    """Apply `on_error` to the records a stage could not process.
+
+    `good` holds the processed records; `failed` holds the original failed records and `errors` one
+    message per failed record. `route` sends them to `dropped`, `keep` appends them to the main output with
+    the error columns set (`good` gets empty error columns so both share a schema), `discard` counts them.
+    """
+    if failed.num_rows == 0:
+        return StageOutput(main=good)
+    marked = with_error_columns(failed, pa.array(errors, pa.string()), node)
+    if on_error is OnError.route:
+        return StageOutput(main=good, extra={"dropped": marked})
+    if on_error is OnError.discard:
+        return StageOutput(main=good, discarded=failed.num_rows)
+    clean = with_error_columns(good, pa.nulls(good.num_rows, pa.string()), node)
+    table = pa.concat_tables(
+        [pa.Table.from_batches([clean]), pa.Table.from_batches([marked])], promote_options="permissive"
+    )
+    return StageOutput(main=table.combine_chunks().to_batches()[0] if table.num_rows else clean)

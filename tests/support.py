@@ -1,0 +1,44 @@
+"""Test helpers: build nodes from YAML snippets through the real config models and registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from loglake.pipelines.nodes import build_node
+from loglake.schemas.stage import NodeContext
+
+__all__ = ["build_stage", "build_source", "build_sink", "batch_of", "DATA_DIR", "APACHE_LOG"]
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+"""The project's shared real log data (../shared/data from the repository root)."""
+APACHE_LOG = DATA_DIR / "apache_access_10k.log"
+
+
+def _build(kind: str, snippet: str, name: str, base_dir: Path | None, **context: Any) -> Any:
+    raw = yaml.safe_load(snippet)
+    ctx = NodeContext(node=name, base_dir=base_dir or Path.cwd(), **context)
+    return build_node(kind, name, raw, ctx)  # type: ignore[arg-type]
+
+
+def build_stage(snippet: str, name: str = "stage", base_dir: Path | None = None) -> Any:
+    """A stage built from a YAML snippet such as `{type: filter, condition: "level = 'error'"}`."""
+    return _build("stage", snippet, name, base_dir)
+
+
+def build_source(snippet: str, name: str = "source", base_dir: Path | None = None, follow: bool | None = None) -> Any:
+    """A source built from a YAML snippet."""
+    return _build("source", snippet, name, base_dir, follow=follow)
+
+
+def build_sink(snippet: str, name: str = "sink", base_dir: Path | None = None) -> Any:
+    """A sink built from a YAML snippet."""
+    return _build("sink", snippet, name, base_dir)
+
+
+def batch_of(**columns: list[Any]) -> pa.RecordBatch:
+    """A record batch from column lists: `batch_of(message=["a", "b"], level=["info", None])`."""
+    return pa.RecordBatch.from_pydict(columns)
