@@ -15,13 +15,13 @@ from loglake.schemas.stage import NodeContext
 __all__ = ["resolve_type", "validate_config", "build_node", "did_you_mean"]
 
 
-def did_you_mean(word: str, choices: list[str]) -> str:
-    """`; did you mean 'x'?` when a close match exists, else a list of the valid choices."""
+def did_you_mean(word: str, choices: list[str], what: str = "types") -> str:
+    """`; did you mean 'x'?` when a close match exists, else `; valid <what>: a, b, … N more`."""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"; did you mean '{close[0]}'?"
     shown = ", ".join(choices[:8]) + (f", … {len(choices) - 8} more" if len(choices) > 8 else "")
-    return f"; valid types: {shown}"
+    return f"; valid {what}: {shown}"
 
 
 def resolve_type(kind: Kind, name: str, raw: Any) -> Registration:
@@ -46,7 +46,7 @@ def _message_for(error: dict[str, Any], config: type[NodeConfig]) -> str:
     if kind == "extra_forbidden":
         key = str(loc[-1])
         known = [k for k in config.model_fields if k != "type"] if len(loc) == 1 else []
-        hint = did_you_mean(key, known).replace("valid types", "valid keys") if known else ""
+        hint = did_you_mean(key, known, "keys") if known else ""
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
         return f"missing required key '{loc[-1]}'"

@@ -1,0 +1,40 @@
+# Two commands for a fresh machine:
+#   make demo   — create .venv, install loglake, run the app-json example into a local lake, query it
+#   make test   — create .venv, install loglake with test extras, run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup bench schema reference clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 12) else "loglake needs Python 3.11 or 3.12 (Bytewax has no wheels for %d.%d); set PYTHON=python3.11" % v)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/loglake validate examples/app-json/pipeline.yaml
+	$(BIN)/loglake run examples/app-json/pipeline.yaml --reset
+	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT level, count(*) AS records FROM app GROUP BY level ORDER BY records DESC"
+	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT date, hour, count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors FROM app GROUP BY ALL ORDER BY ALL"
+	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT source, _line, _error FROM dead_letter"
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/file_json_parquet.py
+
+schema: $(STAMP)
+	$(BIN)/loglake schema -o schemas/pipeline.schema.json
+
+reference: $(STAMP)
+	$(BIN)/python -m loglake.pipelines.reference README.md
+
+clean:
+	rm -rf $(VENV) examples/*/lake

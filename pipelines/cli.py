@@ -1,0 +1,190 @@
+"""The `loglake` command: run, validate, graph, schema, query."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from loglake.schemas.errors import LoglakeError, SpecError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_RUNTIME = 1
+EXIT_SPEC = 2
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from loglake.pipelines.runner import RunOptions, run_pipeline
+    from loglake.pipelines.summary import summary_headline, summary_table
+
+    result = run_pipeline(args.pipeline, RunOptions(workers=args.workers, follow=True if args.follow else None, reset=args.reset))
+    stdout.print(summary_headline(result), highlight=False)
+    stdout.print(summary_table(result))
+    for name, folder in result.datasets.items():
+        stdout.print(f"dataset {name}: {folder}", highlight=False)
+    if result.datasets:
+        example = next(iter(result.datasets))
+        stdout.print(f'query it: loglake query -p {args.pipeline} "SELECT count(*) FROM {example}"', highlight=False, markup=False)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from loglake.pipelines.compile import compile_pipeline
+    from loglake.pipelines.spec import load_pipeline
+
+    failed = 0
+    for file in args.pipelines:
+        try:
+            compiled = compile_pipeline(load_pipeline(file))
+        except SpecError as exc:
+            stderr.print(exc.render(), highlight=False, markup=False)
+            failed += 1
+            continue
+        counts = {kind: len(compiled.spec.of_kind(kind)) for kind in ("source", "stage", "sink")}
+        stdout.print(
+            f"{file}: ok — pipeline {compiled.spec.name}, {counts['source']} source(s), "
+            f"{counts['stage']} stage(s), {counts['sink']} sink(s)",
+            highlight=False,
+            markup=False,
+        )
+    return EXIT_SPEC if failed else 0
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from loglake.pipelines.graph import build_graph, to_dot, to_mermaid
+    from loglake.pipelines.spec import load_pipeline
+
+    graph = build_graph(load_pipeline(args.pipeline))
+    sys.stdout.write(to_dot(graph) if args.format == "dot" else to_mermaid(graph))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from loglake.schemas.pipeline import render_json_schema
+
+    text = render_json_schema()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from loglake.pipelines.lake import open_lake
+
+    lake = args.lake if args.lake or args.pipeline else "lake"
+    con = open_lake(lake=lake, pipeline=args.pipeline)
+    try:
+        relation = con.sql(args.sql)
+    except duckdb.Error as exc:
+        views = [row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
+        raise QueryError(f"{exc}\ndatasets you can query: {', '.join(views) or 'none (is the lake empty?)'}") from None
+    if relation is None:
+        return 0
+    columns = relation.columns
+    rows = relation.fetchall()
+    _print_rows(columns, rows, args.format)
+    return 0
+
+
+class QueryError(LoglakeError):
+    """A query DuckDB rejected."""
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> None:
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif fmt in ("json", "jsonl"):
+        records = [dict(zip(columns, row)) for row in rows]
+        if fmt == "json":
+            sys.stdout.write(json.dumps(records, default=str, indent=1) + "\n")
+        else:
+            sys.stdout.writelines(json.dumps(record, default=str) + "\n" for record in records)
+    else:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("NULL" if value is None else str(value) for value in row))
+        stdout.print(table)
+        stdout.print(f"({len(rows):,} row{'s' if len(rows) != 1 else ''})", style="dim", highlight=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the CLI reference test)."""
+    parser = argparse.ArgumentParser(prog="loglake", description="One YAML pipeline from log lines to a Parquet lake you query with DuckDB.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a pipeline (bounded input ends by itself; --follow keeps tailing)")
+    run.add_argument("pipeline", help="pipeline YAML file")
+    run.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    run.add_argument("--follow", action="store_true", help="keep tailing file sources at their end (Ctrl-C to stop cleanly)")
+    run.add_argument("--reset", action="store_true", help="ignore the saved checkpoint and read sources from their configured start")
+    run.set_defaults(handler=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check pipeline files without running them (exit 2 on problems)")
+    validate.add_argument("pipelines", nargs="+", help="pipeline YAML files")
+    validate.set_defaults(handler=_cmd_validate)
+
+    graph = commands.add_parser("graph", help="print a pipeline's DAG as Mermaid or DOT")
+    graph.add_argument("pipeline")
+    graph.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    graph.set_defaults(handler=_cmd_graph)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of pipeline YAML (for editors)")
+    schema.add_argument("-o", "--output", help="write to this file instead of stdout")
+    schema.set_defaults(handler=_cmd_schema)
+
+    query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
+    query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')
+    query.add_argument("-p", "--pipeline", help="query the datasets this pipeline writes")
+    query.add_argument("--lake", help="lake folder (default ./lake unless --pipeline is given)")
+    query.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table")
+    query.set_defaults(handler=_cmd_query)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 2 for spec problems, 1 for runtime failures."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except SpecError as exc:
+        if args.debug:
+            raise
+        stderr.print(exc.render(), highlight=False, markup=False)
+        return EXIT_SPEC
+    except LoglakeError as exc:
+        if args.debug:
+            raise
+        stderr.print(f"error: {exc}", highlight=False, markup=False)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

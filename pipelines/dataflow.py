@@ -1,0 +1,168 @@
+"""The only Bytewax importer: a compiled pipeline becomes a Bytewax `Dataflow` whose items are Arrow batches."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pyarrow as pa
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from loglake.pipelines.checkpoint import PositionTracker
+from loglake.pipelines.compile import CompiledPipeline, run_stage
+from loglake.pipelines.spec import PortRef
+from loglake.schemas.connectors import EndOfInput, Sink, SinkWriter, Source, SourcePartition
+from loglake.schemas.stage import NodeContext
+
+__all__ = ["RunControl", "build_dataflow"]
+
+_IDLE_POLL = timedelta(milliseconds=50)
+_TICK_EVERY = timedelta(seconds=1)
+_EMPTY = pa.RecordBatch.from_pydict({})
+
+
+class RunControl:
+    """Shared by the runner and the adapters: stop requests, source positions and open sink writers."""
+
+    def __init__(self, positions: PositionTracker) -> None:
+        self.stop = threading.Event()
+        self.positions = positions
+        self._writers: list[SinkWriter] = []
+        self._lock = threading.Lock()
+
+    def track_writer(self, writer: SinkWriter) -> None:
+        with self._lock:
+            self._writers.append(writer)
+
+    def untrack_writer(self, writer: SinkWriter) -> None:
+        with self._lock:
+            if writer in self._writers:
+                self._writers.remove(writer)
+
+    def abort_writers(self) -> None:
+        """After a failure: discard every writer's uncommitted files."""
+        with self._lock:
+            writers, self._writers = self._writers, []
+        for writer in writers:
+            writer.abort()
+
+
+class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
+    def __init__(self, name: str, key: str, partition: SourcePartition, control: RunControl) -> None:
+        self._name, self._key, self._partition, self._control = name, key, partition, control
+        self._awake: datetime | None = None
+        self._last_emit = datetime.now(timezone.utc)
+
+    def next_batch(self) -> list[pa.RecordBatch]:
+        if self._control.stop.is_set():
+            raise StopIteration
+        try:
+            batch = self._partition.read()
+        except EndOfInput:
+            raise StopIteration from None
+        now = datetime.now(timezone.utc)
+        if batch is None or batch.num_rows == 0:
+            self._awake = now + _IDLE_POLL
+            if now - self._last_emit >= _TICK_EVERY:
+                self._last_emit = now
+                return [_EMPTY]  # an idle tick: lets sinks roll files by age
+            return []
+        self._awake = None
+        self._last_emit = now
+        self._control.positions.record(self._name, self._key, self._partition.position())
+        return [batch]
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> Any:
+        return self._partition.position()
+
+    def close(self) -> None:
+        self._partition.close()
+
+
+class _SourceAdapter(FixedPartitionedSource[pa.RecordBatch, Any]):
+    def __init__(self, name: str, source: Source, control: RunControl) -> None:
+        self._name, self._source, self._control = name, source, control
+
+    def list_parts(self) -> list[str]:
+        return self._source.partitions()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _SourcePartitionAdapter:
+        resume = resume_state if resume_state is not None else self._control.positions.resume_for(self._name, for_part)
+        return _SourcePartitionAdapter(self._name, for_part, self._source.open(for_part, resume), self._control)
+
+
+class _SinkPartitionAdapter(StatelessSinkPartition[pa.RecordBatch]):
+    def __init__(self, writer: SinkWriter, control: RunControl) -> None:
+        self._writer, self._control = writer, control
+        control.track_writer(writer)
+
+    def write_batch(self, items: list[pa.RecordBatch]) -> None:
+        for batch in items:
+            self._writer.write(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._control.untrack_writer(self._writer)
+
+
+class _SinkAdapter(DynamicSink[pa.RecordBatch]):
+    def __init__(self, sink: Sink, control: RunControl) -> None:
+        self._sink, self._control = sink, control
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartitionAdapter:
+        return _SinkPartitionAdapter(self._sink.open(worker_index, worker_count), self._control)
+
+
+def _step(name: str, port: str | None = None) -> str:
+    """Bytewax step ids may not contain dots."""
+    return name if port is None else f"{name}__{port}"
+
+
+def _stage_fn(stage: Any, ctx: NodeContext, ports: tuple[str, ...]) -> Any:
+    def apply(batch: pa.RecordBatch) -> list[tuple[str | None, pa.RecordBatch]]:
+        if batch.num_rows == 0:  # an idle tick reaches every sink downstream
+            return [(None, batch), *((port, batch) for port in ports)]
+        output = run_stage(stage, ctx, batch)
+        pairs: list[tuple[str | None, pa.RecordBatch]] = [(None, output.main)]
+        pairs.extend((port, extra) for port, extra in output.extra.items() if extra.num_rows)
+        return pairs
+
+    return apply
+
+
+def _port_fn(port: str | None) -> Any:
+    def select(pairs: list[tuple[str | None, pa.RecordBatch]]) -> list[pa.RecordBatch]:
+        return [batch for name, batch in pairs if name == port]
+
+    return select
+
+
+def build_dataflow(compiled: CompiledPipeline, control: RunControl) -> Dataflow:
+    """Wire sources, stages and sinks in topological order; each stage's ports become separate streams."""
+    graph = compiled.graph
+    flow = Dataflow(graph.spec.name)
+    streams: dict[PortRef, Stream[pa.RecordBatch]] = {}
+    consumed = {edge.source for edge in graph.edges}
+    for node in graph.nodes:
+        instance = compiled.instances[node.name]
+        if node.kind == "source":
+            streams[PortRef(node.name)] = op.input(node.name, flow, _SourceAdapter(node.name, instance, control))
+            continue
+        inputs = [streams[ref] for ref in graph.inputs_of(node.name)]
+        upstream = inputs[0] if len(inputs) == 1 else op.merge(_step(node.name, "in"), *inputs)
+        if node.kind == "sink":
+            op.output(node.name, upstream, _SinkAdapter(instance, control))
+            continue
+        pairs = op.map(node.name, upstream, _stage_fn(instance, compiled.contexts[node.name], node.ports))
+        for port in (None, *node.ports):
+            ref = PortRef(node.name, port)
+            if ref in consumed:
+                streams[ref] = op.flat_map(_step(node.name, port or "main"), pairs, _port_fn(port))
+    return flow

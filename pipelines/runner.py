@@ -1,0 +1,153 @@
+"""Run a pipeline to completion (bounded input) or until stopped (follow mode), and report what happened."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bytewax.testing import cluster_main
+
+from loglake.pipelines.checkpoint import PositionTracker, checkpoint_path, load_checkpoint, save_checkpoint
+from loglake.pipelines.compile import CompiledPipeline, compile_pipeline
+from loglake.pipelines.dataflow import RunControl, build_dataflow
+from loglake.pipelines.spec import load_pipeline
+from loglake.schemas.errors import LoglakeError, TerminalError
+
+__all__ = ["RunOptions", "NodeReport", "RunResult", "run_pipeline", "run_compiled"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: worker threads, follow override, and whether to ignore the saved checkpoint."""
+
+    workers: int = 1
+    follow: bool | None = None
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """One node's counters at the end of a run."""
+
+    name: str
+    kind: str
+    type_name: str
+    counts: dict[str, int]
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the summary."""
+
+    pipeline: str
+    elapsed: float
+    nodes: list[NodeReport]
+    lake_dir: Path
+    checkpoint: Path
+    stopped_early: bool = False
+    resumed: bool = False
+    datasets: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def records_read(self) -> int:
+        """Records all sources emitted."""
+        return sum(node.counts.get("records_in", 0) for node in self.nodes if node.kind == "source")
+
+    @property
+    def rate(self) -> float:
+        """Source records per second over the whole run."""
+        return self.records_read / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def run_pipeline(file: str | Path, options: RunOptions = RunOptions()) -> RunResult:
+    """Validate, build and run a pipeline file; raises SpecError before anything starts, LoglakeError at runtime."""
+    spec = load_pipeline(file)
+    compiled = compile_pipeline(spec, follow=options.follow)
+    return run_compiled(compiled, options)
+
+
+def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions()) -> RunResult:
+    """Run an already compiled pipeline."""
+    spec = compiled.spec
+    checkpoint = checkpoint_path(spec.lake_dir, spec.name)
+    resume = {} if options.reset else load_checkpoint(checkpoint)
+    control = RunControl(PositionTracker(resume))
+    flow = build_dataflow(compiled, control)
+    started = time.perf_counter()
+    log.info("%s: starting with %d worker(s)%s", spec.name, options.workers, " (resuming from checkpoint)" if resume else "")
+    with _graceful_stop(control.stop):
+        try:
+            cluster_main(flow, [], 0, worker_count_per_proc=options.workers)
+        except BaseException as exc:
+            control.abort_writers()
+            raise _user_facing(exc) from None
+    elapsed = time.perf_counter() - started
+    save_checkpoint(checkpoint, control.positions.snapshot())
+    return RunResult(
+        pipeline=spec.name,
+        elapsed=elapsed,
+        nodes=_reports(compiled),
+        lake_dir=spec.lake_dir,
+        checkpoint=checkpoint,
+        stopped_early=control.stop.is_set(),
+        resumed=bool(resume),
+        datasets={
+            inst.dataset_name: inst.dataset_dir
+            for inst in compiled.instances.values()
+            if hasattr(inst, "dataset_dir") and hasattr(inst, "dataset_name")
+        },
+    )
+
+
+def _reports(compiled: CompiledPipeline) -> list[NodeReport]:
+    return [
+        NodeReport(node.name, node.kind, node.type_name, compiled.contexts[node.name].counters.snapshot())
+        for node in compiled.graph.nodes
+    ]
+
+
+@contextmanager
+def _graceful_stop(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM ask sources to stop; the dataflow then drains, sinks commit and the run ends normally.
+
+    A second signal while draining interrupts at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping: draining in-flight records and committing files (signal again to abort)")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _user_facing(exc: BaseException) -> BaseException:
+    """The LoglakeError behind a Bytewax failure, or a TerminalError carrying the original reason."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LoglakeError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if isinstance(exc, KeyboardInterrupt):
+        return TerminalError("interrupted; uncommitted files were discarded and the checkpoint was not advanced")
+    return TerminalError(f"pipeline failed: {type(exc).__name__}: {exc}")
