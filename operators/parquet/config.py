@@ -1,0 +1,84 @@
+"""The `parquet` sink's configuration model."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from loglake.schemas.config import SinkConfig
+from loglake.schemas.units import ByteSize, Duration
+
+__all__ = ["ParquetConfig", "Compression", "TIME_PARTITIONS"]
+
+Compression = Literal["zstd", "snappy", "gzip", "lz4", "none"]
+
+TIME_PARTITIONS = ("date", "hour")
+"""Partition names derived from the event time instead of read from a record column."""
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEVELLESS: tuple[Compression, ...] = ("snappy", "none")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"{what} '{value}' must start with a letter or '_' and hold only letters, digits and '_'")
+    return value
+
+
+class ParquetConfig(SinkConfig):
+    """Write records into a Hive-partitioned Parquet dataset in the lake, queryable with DuckDB.
+
+    Example:
+        lake: {type: parquet, inputs: [ua], dataset: access, partition_by: [date, hour]}
+    """
+
+    type: Literal["parquet"]
+    dataset: str
+    """Dataset name: its folder under the lake and the DuckDB view users query."""
+    path: str | None = None
+    """Folder to write instead of `<lake>/<dataset>` (relative to the pipeline file)."""
+    partition_by: list[str] = ["date", "hour"]
+    """Hive folders, outermost first: `date` and `hour` come from the event time (UTC), other names from record columns."""
+    compression: Compression = "zstd"
+    """Parquet compression codec."""
+    compression_level: int | None = None
+    """Codec level (zstd, gzip, lz4); default: the codec's own."""
+    max_file_rows: int = Field(default=1_000_000, ge=1)
+    """A file is committed once it holds this many records."""
+    max_file_size: ByteSize = Field(default="128MiB", gt=0, validate_default=True)
+    """A file is committed once it reaches this size on disk (checked after each row group)."""
+    max_file_age: Duration = Field(default="60s", validate_default=True)
+    """A file is committed this long after it was opened, so records become visible to queries."""
+    row_group_size: int = Field(default=131_072, ge=1)
+    """Records per Parquet row group; small batches are buffered until a group is full."""
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_is_a_name(cls, value: str) -> str:
+        return _check_name(value, "dataset name")
+
+    @field_validator("partition_by")
+    @classmethod
+    def _partitions_are_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_name(name, "partition name")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"partition names repeat: {', '.join(repeated)}")
+        return value
+
+    @field_validator("max_file_age")
+    @classmethod
+    def _age_is_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("max_file_age must be longer than 0s")
+        return value
+
+    @model_validator(mode="after")
+    def _level_fits_codec(self) -> ParquetConfig:
+        if self.compression_level is not None and self.compression in _LEVELLESS:
+            raise ValueError(f"compression_level cannot be set with compression '{self.compression}'")
+        return self

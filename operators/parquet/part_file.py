@@ -1,0 +1,153 @@
+"""One Parquet file of one partition: buffered into row groups, written under a hidden name, renamed on commit.
+
+The temporary name (`.part-….parquet.inprogress`) does not end in `.parquet`, so a reader globbing
+`**/*.parquet` sees a file only once it is complete: `commit` closes it, syncs it to disk and renames it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["FileOptions", "PartFile", "WriteFailure", "check_codec"]
+
+_GROUP_BYTES = 64 * 1024**2
+"""Buffered bytes that make a row group even when it holds fewer rows than `row_group_size`."""
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """How part files are encoded and how large their row groups grow."""
+
+    compression: str
+    compression_level: int | None
+    row_group_size: int
+    group_bytes: int = _GROUP_BYTES
+
+    def parquet_writer(self, where: pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
+        """A ParquetWriter with these options."""
+        return pq.ParquetWriter(
+            where, schema, compression=self.compression, compression_level=self.compression_level
+        )
+
+
+class WriteFailure(Exception):
+    """An OSError while writing a part file, with the file's final path."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        self.path = path
+        self.reason = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(f"cannot write {path}: {self.reason}")
+
+
+def check_codec(options: FileOptions) -> None:
+    """Raise ValueError if the codec rejects its level (an in-memory file is written to find out)."""
+    schema = pa.schema([("probe", pa.int64())])
+    try:
+        writer = options.parquet_writer(pa.BufferOutputStream(), schema)
+        writer.write_table(pa.table({"probe": [1]}, schema=schema))
+        writer.close()
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"compression '{options.compression}' rejects level {options.compression_level}: {exc}") from None
+
+
+class PartFile:
+    """A part file being written; `rows` counts records appended, written or still buffered."""
+
+    def __init__(self, folder: Path, name: str, schema: pa.Schema, options: FileOptions) -> None:
+        self.path = folder / name
+        self.temp_path = folder / f".{name}.inprogress"
+        self.schema = schema
+        self.opened_at = time.monotonic()
+        self.rows = 0
+        self.buffered_bytes = 0
+        self._options = options
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered_rows = 0
+        self._sink: pa.NativeFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes written to disk so far (buffered records not included)."""
+        return self._sink.tell() if self._sink is not None else 0
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        """Buffer records (already fitted to `schema`); full row groups are written out."""
+        self._buffer.append(batch)
+        self.rows += batch.num_rows
+        self._buffered_rows += batch.num_rows
+        self.buffered_bytes += batch.nbytes
+        if self.buffered_bytes >= self._options.group_bytes:
+            self.flush()
+        elif self._buffered_rows >= self._options.row_group_size:
+            self.flush(whole_groups_only=True)
+
+    def flush(self, whole_groups_only: bool = False) -> None:
+        """Write buffered records as row groups of at most `row_group_size` (keeping a partial one if asked)."""
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        group = self._options.row_group_size
+        count = table.num_rows - (table.num_rows % group if whole_groups_only else 0)
+        if count:
+            with self._io():
+                self._open_writer().write_table(table.slice(0, count), row_group_size=group)
+        rest = table.slice(count)
+        self._buffer = rest.to_batches()
+        self._buffered_rows = rest.num_rows
+        self.buffered_bytes = rest.nbytes
+
+    def commit(self) -> int:
+        """Write what is buffered, close, sync and rename to the final name; the file's size in bytes."""
+        self.flush()
+        with self._io():
+            self._open_writer().close()
+            assert self._sink is not None
+            size = self._sink.tell()
+            self._sink.close()
+            _sync(self.temp_path)
+            os.replace(self.temp_path, self.path)
+        return size
+
+    def discard(self) -> None:
+        """Close without committing and delete the temporary file; never raises for a missing file."""
+        self._buffer = []
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            if self._sink is not None:
+                self._sink.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temp_path.unlink()
+
+    def _open_writer(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self.temp_path.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = pa.OSFile(str(self.temp_path), "wb")
+            self._writer = self._options.parquet_writer(self._sink, self.schema)
+        return self._writer
+
+    @contextlib.contextmanager
+    def _io(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise WriteFailure(self.path, exc) from exc
+
+
+def _sync(path: Path) -> None:
+    """Flush a closed file's data to disk, so the rename never publishes a file the OS has not stored."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,152 @@
+"""The `parquet` sink's writer for one worker: partitions batches, keeps one open file per partition, rolls them.
+
+A file is committed when it holds `max_file_rows` records, reaches `max_file_size` on disk, grows older
+than `max_file_age` (checked on every write, and on the empty batches the engine sends as ticks) or when
+the writer closes. Any OSError aborts the writer: its temporary files are deleted and a `TerminalError`
+names the file; files committed before stay as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from loglake.operators.parquet.align import align_batch, next_schema
+from loglake.operators.parquet.config import ParquetConfig
+from loglake.operators.parquet.part_file import FileOptions, PartFile, WriteFailure
+from loglake.operators.parquet.partitions import PartitionKeyError, split_by_partition
+from loglake.schemas.errors import TerminalError
+from loglake.schemas.records import fill_missing_timestamps
+from loglake.schemas.stage import NodeContext
+
+__all__ = ["ParquetSinkWriter"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BUFFERED_BYTES = 256 * 1024**2
+"""Records a writer holds in memory across all partitions before it writes the largest buffers out."""
+_MAX_OPEN_FILES = 256
+"""Open files per writer; beyond this the oldest is committed (a partition column with many values)."""
+
+
+class ParquetSinkWriter:
+    """Writes one worker's batches into the dataset folder; used by one thread at a time."""
+
+    def __init__(self, config: ParquetConfig, ctx: NodeContext, dataset_dir: Path, worker_index: int) -> None:
+        self._config = config
+        self._ctx = ctx
+        self._dataset_dir = dataset_dir
+        self._worker = worker_index
+        self._options = FileOptions(
+            compression=config.compression,
+            compression_level=config.compression_level,
+            row_group_size=config.row_group_size,
+            group_bytes=min(config.max_file_size, FileOptions.group_bytes),
+        )
+        self._files: dict[str, PartFile] = {}
+        self._sequence = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Add records to their partitions' files; an empty batch only rolls files past `max_file_age`."""
+        with self._aborting_on_failure():
+            if batch.num_rows:
+                self._write_records(batch)
+            self._roll_aged()
+
+    def close(self) -> None:
+        """Commit every open file."""
+        with self._aborting_on_failure():
+            for folder in list(self._files):
+                self._commit(folder)
+
+    def abort(self) -> None:
+        """Delete every uncommitted file of this writer; committed files stay."""
+        for part in self._files.values():
+            part.discard()
+        self._files.clear()
+
+    def _write_records(self, batch: pa.RecordBatch | pa.Table) -> None:
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
+        now = datetime.now(timezone.utc)
+        for records in batches:
+            timed = fill_missing_timestamps(records, now)
+            for folder, rows in split_by_partition(timed, self._config.partition_by):
+                self._append(folder, rows)
+        self._bound_memory()
+
+    def _append(self, folder: str, rows: pa.RecordBatch) -> None:
+        """Append to the partition's file, committing it whenever it is full (so rows may span files)."""
+        while rows.num_rows:
+            part, fitted = self._file_for(folder, rows)
+            room = self._config.max_file_rows - part.rows
+            part.append(fitted.slice(0, room))
+            if part.rows >= self._config.max_file_rows or part.size >= self._config.max_file_size:
+                self._commit(folder)
+            rows = fitted.slice(room)
+
+    def _file_for(self, folder: str, rows: pa.RecordBatch) -> tuple[PartFile, pa.RecordBatch]:
+        """The open file that `rows` fit (committing one they do not fit) and `rows` fitted to its schema."""
+        part = self._files.get(folder)
+        if part is not None:
+            fitted = align_batch(rows, part.schema)
+            if fitted is not None:
+                return part, fitted
+            log.debug("%s: schema changed in %s; committing %s", self._ctx.node, folder or ".", part.path.name)
+            self._commit(folder)
+        schema, fitted = next_schema(part.schema if part is not None else None, rows)
+        part = self._open(folder, schema)
+        return part, fitted
+
+    def _open(self, folder: str, schema: pa.Schema) -> PartFile:
+        if len(self._files) >= _MAX_OPEN_FILES:
+            self._commit(next(iter(self._files)))
+        self._sequence += 1
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        name = f"part-{stamp}-w{self._worker}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
+        part = PartFile(self._dataset_dir / folder, name, schema, self._options)
+        self._files[folder] = part
+        return part
+
+    def _commit(self, folder: str) -> None:
+        part = self._files.pop(folder)
+        try:
+            size = part.commit()
+        except WriteFailure:
+            part.discard()
+            raise
+        counters = self._ctx.counters
+        counters.add("records_out", part.rows)
+        counters.add("files_written")
+        counters.add("bytes_written", size)
+        log.info("%s: committed %s (%d rows, %d bytes)", self._ctx.node, part.path, part.rows, size)
+
+    def _roll_aged(self) -> None:
+        limit = self._config.max_file_age.total_seconds()
+        now = time.monotonic()
+        for folder in [f for f, part in self._files.items() if now - part.opened_at >= limit]:
+            self._commit(folder)
+
+    def _bound_memory(self) -> None:
+        """Write out the largest buffers while the writer holds more than `_MAX_BUFFERED_BYTES`."""
+        total = sum(part.buffered_bytes for part in self._files.values())
+        for part in sorted(self._files.values(), key=lambda p: p.buffered_bytes, reverse=True):
+            if total <= _MAX_BUFFERED_BYTES:
+                break
+            total -= part.buffered_bytes
+            part.flush()
+
+    @contextlib.contextmanager
+    def _aborting_on_failure(self) -> Iterator[None]:
+        """Turn a write failure into an aborted writer and a `TerminalError` naming the node and the file."""
+        try:
+            yield
+        except (WriteFailure, PartitionKeyError) as exc:
+            self.abort()
+            raise TerminalError(str(exc), node=self._ctx.node) from exc
