@@ -49,9 +49,10 @@ class LinesConfig(SourceConfig):
     def _known_codec(cls, value: str) -> str:
         try:
             name = codecs.lookup(value).name
+            newline = "\n".encode(name)
         except LookupError:
-            raise ValueError(f"unknown encoding '{value}'; use a Python codec name such as utf-8 or latin-1") from None
-        if "\n".encode(name) != _NEWLINE:
+            raise ValueError(f"unknown encoding '{value}'; use a Python text codec name such as utf-8 or latin-1") from None
+        if newline != _NEWLINE:
             raise ValueError(f"encoding '{value}' does not write a newline as the byte 0x0A; lines cannot be split in it")
         return name
 
@@ -75,119 +76,84 @@ class LineReader:
         """Forget buffered bytes; the next byte fed is at stream `offset`, after line number `line`."""
         self.offset = offset
         self.line = line
-        self._buf = b""
-        self._start = 0  # buffer index of the first byte not yet split into `_pending`
-        self._partial = 0  # buffer index where the line still waiting for its newline begins
-        self._complete = 0  # newlines in _buf[_start:_partial]
-        self._dropping = False  # the partial line is over the limit: drop bytes until its newline
-        self._overflow: dict[int, int] = {}  # buffer index of a line start -> bytes dropped from that line
-        self._pending = pa.array([], pa.binary())  # split lines not yet taken
-        self._pending_overflow: dict[int, int] = {}  # index in _pending -> bytes dropped from that line
-
-    @property
-    def buffered_lines(self) -> int:
-        """Complete lines fed and not yet taken."""
-        return len(self._pending) + self._complete
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes fed and not yet taken (kept bytes only)."""
-        return _span(self._pending, 0, len(self._pending)) + len(self._buf) - self._start
+        self._chunks: list[pa.Array] = []  # complete lines, split chunk by chunk, not yet taken
+        self._lines = 0  # lines in _chunks
+        self._bytes = 0  # their stream bytes, newlines included, dropped bytes not
+        self._dropped: dict[int, int] = {}  # index of a line in _chunks -> bytes dropped from it
+        self._tail = b""  # the start of a line still waiting for its newline
+        self._tail_dropped = 0  # bytes dropped from that line (it is over the limit)
 
     @property
     def wants_more(self) -> bool:
-        """Whether another chunk fits before the next batch is full."""
-        return self.buffered_lines < self._config.batch_size and self.buffered_bytes < self._config.batch_bytes
-
-    @property
-    def has_partial(self) -> bool:
-        """Whether bytes of a line without its newline are buffered."""
-        return self._partial < len(self._buf) or self._partial in self._overflow
+        """Whether to feed another chunk: no complete line yet, or the next batch is not full."""
+        if not self._lines:
+            return True
+        return self._lines < self._config.batch_size and self._bytes + len(self._tail) < self._config.batch_bytes
 
     def feed(self, chunk: bytes) -> None:
-        """Append bytes read from the stream."""
-        if self._dropping:
-            chunk = self._drop_until_newline(chunk)
-        if not chunk:
-            return
-        if self._start:
-            self._compact()
-        base = len(self._buf)
-        self._buf += chunk
+        """Append bytes read from the stream; the complete lines in them are split right away."""
         last = chunk.rfind(_NEWLINE)
-        if last >= 0:
-            self._complete += chunk.count(_NEWLINE)
-            self._partial = base + last + 1
-        self._cap_partial()
+        if last < 0:
+            self._extend_tail(chunk)
+            return
+        first = chunk.find(_NEWLINE)
+        self._add_first_line(chunk[:first])
+        if first < last:
+            self._add_lines(pc.split_pattern(_binary_view(chunk, first + 1, last), _NEWLINE).flatten())
+        self._extend_tail(chunk[last + 1 :])
 
     def take(self, final: bool = False) -> pa.RecordBatch | None:
         """The next batch of complete lines, or None; with `final`, a last line without newline counts too."""
-        if self._complete:
-            self._split_complete()
-        if len(self._pending):
-            return self._take_pending()
-        if final and self.has_partial:
-            return self._take_partial()
+        if self._lines:
+            return self._take_lines()
+        if final and (self._tail or self._tail_dropped):
+            return self._take_tail()
         return None
 
-    def _drop_until_newline(self, chunk: bytes) -> bytes:
-        newline = chunk.find(_NEWLINE)
-        dropped = len(chunk) if newline < 0 else newline
-        self._overflow[self._partial] = self._overflow.get(self._partial, 0) + dropped
-        if newline < 0:
-            return b""
-        self._dropping = False
-        return chunk[newline:]
+    def _add_first_line(self, end: bytes) -> None:
+        """Finish the unfinished line with the bytes up to the chunk's first newline."""
+        if self._tail_dropped:
+            self._dropped[self._lines] = self._tail_dropped + len(end)
+            line = self._tail
+        else:
+            line = self._tail + end if self._tail else end
+        self._tail, self._tail_dropped = b"", 0
+        self._add_lines(pa.array([line], pa.binary()))
 
-    def _compact(self) -> None:
-        shift = self._start
-        self._buf = self._buf[shift:]
-        self._partial -= shift
-        self._overflow = {at - shift: extra for at, extra in self._overflow.items()}
-        self._start = 0
+    def _add_lines(self, lines: pa.Array) -> None:
+        """Queue complete lines (binary, without their newlines) for `take`."""
+        self._chunks.append(lines)
+        self._lines += len(lines)
+        self._bytes += _span(lines, len(lines))
 
-    def _cap_partial(self) -> None:
-        # One byte more than the limit is kept: it may be the `\r` of a `\r\n`.
-        excess = len(self._buf) - self._partial - (self._config.max_line_size + 1)
-        if excess > 0:
-            self._buf = self._buf[: len(self._buf) - excess]
-            self._overflow[self._partial] = self._overflow.get(self._partial, 0) + excess
-            self._dropping = True
+    def _extend_tail(self, data: bytes) -> None:
+        """Keep at most one byte over the limit of an unfinished line (it may be the `\\r` of a `\\r\\n`)."""
+        if self._tail_dropped:
+            self._tail_dropped += len(data)
+            return
+        tail = self._tail + data if self._tail else data
+        keep = self._config.max_line_size + 1
+        if len(tail) > keep:
+            self._tail_dropped = len(tail) - keep
+            tail = tail[:keep]
+        self._tail = tail
 
-    def _split_complete(self) -> None:
-        """Split every complete buffered line at once, after the lines still pending."""
-        end = self._partial - 1  # the last newline, left out
-        lines = pc.split_pattern(_binary_view(self._buf, self._start, end), _NEWLINE).flatten()
-        keep = len(self._pending)
-        for at in sorted(at for at in self._overflow if at < self._partial):
-            self._pending_overflow[keep + self._buf.count(_NEWLINE, self._start, at)] = self._overflow.pop(at)
-        self._pending = pa.concat_arrays([self._pending, lines]) if keep else lines
-        self._start, self._complete = self._partial, 0
+    def _take_lines(self) -> pa.RecordBatch:
+        if len(self._chunks) > 1:
+            self._chunks = [pa.concat_arrays(self._chunks)]
+        pending = self._chunks[0]
+        count = _fit(pending, min(self._config.batch_size, self._lines), self._config.batch_bytes)
+        dropped = {at: extra for at, extra in self._dropped.items() if at < count}
+        self._dropped = {at - count: extra for at, extra in self._dropped.items() if at >= count}
+        consumed = _span(pending, count)
+        self._chunks = [pending.slice(count)] if count < len(pending) else []
+        self._lines -= count
+        self._bytes -= consumed
+        return self._build(pending.slice(0, count), sorted(dropped), consumed + sum(dropped.values()))
 
-    def _take_pending(self) -> pa.RecordBatch:
-        count = self._fit(min(self._config.batch_size, len(self._pending)))
-        lines = self._pending.slice(0, count)
-        dropped = {at: extra for at, extra in self._pending_overflow.items() if at < count}
-        consumed = _span(self._pending, 0, count) + sum(dropped.values())
-        self._pending = self._pending.slice(count)
-        self._pending_overflow = {at - count: extra for at, extra in self._pending_overflow.items() if at >= count}
-        return self._build(lines, sorted(dropped), consumed)
-
-    def _fit(self, count: int) -> int:
-        """The most of the first `count` pending lines that fit `batch_bytes` (at least one)."""
-        limit = self._config.batch_bytes
-        if _span(self._pending, 0, count) <= limit:
-            return count
-        low, high = 1, count  # span(low) fits or low == 1; span(high) does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if _span(self._pending, 0, middle) <= limit else (low, middle)
-        return low
-
-    def _take_partial(self) -> pa.RecordBatch:
-        line = self._buf[self._partial :]
-        dropped = self._overflow.pop(self._partial, 0)
-        self._buf, self._start, self._partial, self._dropping = b"", 0, 0, False
+    def _take_tail(self) -> pa.RecordBatch:
+        line, dropped = self._tail, self._tail_dropped
+        self._tail, self._tail_dropped = b"", 0
         return self._build(pa.array([line], pa.binary()), [0] if dropped else [], len(line) + dropped)
 
     def _build(self, lines: pa.Array, overflowed: list[int], consumed: int) -> pa.RecordBatch:
@@ -202,7 +168,7 @@ class LineReader:
         columns = {
             "message": messages,
             "source": pa.repeat(pa.scalar(self._source, pa.string()), count),
-            LINE_COLUMN: pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count), start=first - 1),
+            LINE_COLUMN: pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), count), start=pa.scalar(first - 1, pa.int64())),
         }
         if truncated:
             columns[TRUNCATED_COLUMN] = _flags(count, truncated)
@@ -214,8 +180,8 @@ class LineReader:
 
     def _truncate(self, lines: pa.Array, overflowed: list[int]) -> tuple[pa.Array, list[int]]:
         limit = self._config.max_line_size
-        over = pc.greater(pc.binary_length(lines), limit)
-        if not overflowed and not pc.any(over).as_py():
+        over = pc.greater(pc.binary_length(lines), pa.scalar(limit, pa.int32()))
+        if not overflowed and not over.true_count:
             return lines, []
         indices = sorted(set(overflowed) | set(pc.indices_nonzero(over).to_pylist()))
         values = lines.to_pylist()
@@ -229,9 +195,12 @@ class LineReader:
             if self._utf8:
                 return pc.cast(lines, pa.string()), []
             text = _NEWLINE.join(lines.to_pylist()).decode(self._config.encoding)
-            return pc.split_pattern(pa.array([text], pa.string()), "\n").flatten(), []
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return self._decode_each(lines)
+        decoded = pc.split_pattern(pa.array([text], pa.string()), "\n").flatten()
+        if len(decoded) != len(lines):  # an escape in a stateful encoding decoded to a newline
+            return self._decode_each(lines)
+        return decoded, []
 
     def _decode_each(self, lines: pa.Array) -> tuple[pa.Array, list[int]]:
         texts: list[str] = []
@@ -254,22 +223,33 @@ class LineReader:
 
 def _binary_view(data: bytes, start: int, end: int) -> pa.Array:
     """`data[start:end]` as a one-element binary array, without copying."""
-    offsets = pa.array([0, end - start], pa.int32()).buffers()[1]
-    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data).slice(start, end - start)])
+    offsets = pa.array([start, end], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(data)])
 
 
-def _span(lines: pa.Array, start: int, stop: int) -> int:
-    """Stream bytes of lines[start:stop] with their newlines (before any line-ending removal)."""
-    if stop <= start:
+def _span(lines: pa.Array, count: int) -> int:
+    """Stream bytes of the first `count` lines with their newlines (before any line-ending removal)."""
+    if count <= 0:
         return 0
     offsets = memoryview(lines.buffers()[1]).cast("i")
-    return int(offsets[lines.offset + stop] - offsets[lines.offset + start] + (stop - start))
+    return int(offsets[lines.offset + count] - offsets[lines.offset] + count)
+
+
+def _fit(lines: pa.Array, count: int, limit: int) -> int:
+    """How many of the first `count` lines fit in `limit` bytes (at least one)."""
+    if _span(lines, count) <= limit:
+        return count
+    low, high = 1, count  # _span(low) fits or low is 1; _span(high) does not fit
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if _span(lines, middle) <= limit else (low, middle)
+    return low
 
 
 def _strip_carriage_returns(lines: pa.Array) -> pa.Array:
     """Drop one trailing `\\r` (of a `\\r\\n` line ending) from every line that has it."""
     crlf = pc.ends_with(lines, pattern=b"\r")
-    if not pc.any(crlf).as_py():
+    if not crlf.true_count:
         return lines
     return pc.if_else(crlf, pc.binary_slice(lines, 0, -1), lines)
 

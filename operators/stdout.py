@@ -44,8 +44,26 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def _printable(data_type: pa.DataType) -> pa.DataType:
+    """`data_type` with its timestamps (nested ones too) in UTC and at most µs, as Python and `Z` need."""
+    if pa.types.is_timestamp(data_type):
+        return pa.timestamp("us" if data_type.unit == "ns" else data_type.unit, tz="UTC" if data_type.tz else None)
+    if pa.types.is_duration(data_type) and data_type.unit == "ns":
+        return pa.duration("us")
+    if pa.types.is_struct(data_type):
+        return pa.struct([field.with_type(_printable(field.type)) for field in data_type])
+    if pa.types.is_list(data_type):
+        return pa.list_(data_type.value_field.with_type(_printable(data_type.value_type)))
+    if pa.types.is_large_list(data_type):
+        return pa.large_list(data_type.value_field.with_type(_printable(data_type.value_type)))
+    return data_type
+
+
 def json_lines(batch: pa.RecordBatch | pa.Table) -> bytes:
-    """The batch as JSON lines (`{"timestamp":"2015-05-17T10:05:03Z",…}\\n` per record)."""
+    """The batch as JSON lines (`{"timestamp":"2015-05-17T10:05:03Z",…}\\n` per record); nanoseconds are cut to µs."""
+    printable = pa.schema([field.with_type(_printable(field.type)) for field in batch.schema])
+    if not printable.equals(batch.schema):
+        batch = batch.cast(printable, safe=False)
     return b"".join(orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) for row in batch.to_pylist())
 
 
@@ -72,14 +90,20 @@ class StdoutSinkWriter:
         """Nothing to undo: printed lines are out."""
 
     def _output(self, data: bytes) -> None:
-        stream = self._stream if self._stream is not None else sys.stdout.buffer
         try:
             with _LINES_LOCK:
+                stream = self._stream if self._stream is not None else _stdout_bytes()
                 if data:
                     stream.write(data)
                 stream.flush()
         except (OSError, ValueError) as exc:
             raise TerminalError(f"cannot write to standard output: {exc}", node=self._ctx.node) from exc
+
+
+def _stdout_bytes() -> BinaryIO:
+    """The current `sys.stdout`'s byte stream, after flushing any text already printed to it (keeps lines in order)."""
+    sys.stdout.flush()
+    return sys.stdout.buffer
 
 
 @register_sink(StdoutConfig)

@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from loglake.pipelines.compile import compile_pipeline
-    from loglake.pipelines.spec import load_pipeline
+    from loglake.pipelines.spec import DEAD_LETTER_NODE, load_pipeline
 
     failed = 0
     for file in args.pipelines:
@@ -51,10 +51,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             stderr.print(exc.render(), highlight=False, markup=False)
             failed += 1
             continue
-        counts = {kind: len(compiled.spec.of_kind(kind)) for kind in ("source", "stage", "sink")}
+        nodes = [node for node in compiled.graph.nodes if node.name != DEAD_LETTER_NODE]
+        counts = {kind: sum(1 for node in nodes if node.kind == kind) for kind in ("source", "stage", "sink")}
+        dead = compiled.spec.nodes[DEAD_LETTER_NODE]
+        dead_letters = f"; failed records go to {dead.type_name} sink '{DEAD_LETTER_NODE}'" if dead in compiled.graph.nodes else ""
         stdout.print(
             f"{file}: ok — pipeline {compiled.spec.name}, {counts['source']} source(s), "
-            f"{counts['stage']} stage(s), {counts['sink']} sink(s)",
+            f"{counts['stage']} stage(s), {counts['sink']} sink(s){dead_letters}",
             highlight=False,
             markup=False,
         )

@@ -38,6 +38,14 @@ def pipeline_datasets(spec: PipelineSpec) -> dict[str, Path]:
     return datasets
 
 
+def _partition_keys(folder: Path) -> list[str]:
+    """Hive partition keys of a dataset, read off the folder names above its first file."""
+    first = next((path for path in folder.rglob("*.parquet") if path.is_file()), None)
+    if first is None:
+        return []
+    return [part.split("=", 1)[0] for part in first.relative_to(folder).parts[:-1] if "=" in part]
+
+
 def _quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -53,9 +61,11 @@ def connect(datasets: dict[str, Path], database: str = ":memory:") -> duckdb.Duc
         if not _has_parquet(folder):
             continue
         glob = _quote_literal(str(folder / "**" / "*.parquet"))
+        # `hour=09` would read as text (leading zero); the lake's hours are integers.
+        hive_types = ", hive_types = {'hour': INTEGER}" if "hour" in _partition_keys(folder) else ""
         con.execute(
             f"CREATE OR REPLACE VIEW {_quote_identifier(name)} AS "
-            f"SELECT * FROM read_parquet({glob}, hive_partitioning = true, union_by_name = true)"
+            f"SELECT * FROM read_parquet({glob}, hive_partitioning = true, union_by_name = true{hive_types})"
         )
     return con
 

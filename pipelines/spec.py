@@ -150,7 +150,7 @@ def _validate_nodes(located: LocatedYaml, header: PipelineHeader, issues: list[S
         (section, kind, getattr(header, section)) for section, kind in SECTIONS.items()  # type: ignore[misc]
     ]
     for section, kind, members in sections:
-        if section != "stages" and not members:
+        if section != "stages" and not members and section in located.data:
             issues.append(located.issue(f"'{section}' needs at least one node", (section,)))
         for name, raw in members.items():
             spec = _validate_node(located, kind, name, raw, (section, name), nodes, issues)

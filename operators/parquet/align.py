@@ -81,9 +81,10 @@ def _widens(source: pa.DataType, target: pa.DataType) -> bool:
     if pa.types.is_dictionary(source):
         return _widens(source.value_type, target)
     if pa.types.is_integer(source) and pa.types.is_integer(target):
-        return target.bit_width > source.bit_width and (pa.types.is_signed_integer(target) or pa.types.is_unsigned_integer(source))
+        sign_fits = pa.types.is_signed_integer(target) or pa.types.is_unsigned_integer(source)
+        return bool(sign_fits and target.bit_width > source.bit_width)
     if pa.types.is_floating(target) and (pa.types.is_integer(source) or pa.types.is_floating(source)):
-        return target.bit_width == 64 or (pa.types.is_floating(source) and target.bit_width > source.bit_width)
+        return bool(target.bit_width == 64 or (pa.types.is_floating(source) and target.bit_width > source.bit_width))
     if pa.types.is_timestamp(source) and pa.types.is_timestamp(target):
         return source.tz == target.tz and _TIME_UNITS.index(target.unit) >= _TIME_UNITS.index(source.unit)
     if pa.types.is_struct(source) and pa.types.is_struct(target):

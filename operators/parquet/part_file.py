@@ -16,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loglake.operators.parquet.config import ParquetConfig
+
 __all__ = ["FileOptions", "PartFile", "WriteFailure", "check_codec"]
 
 _GROUP_BYTES = 64 * 1024**2
@@ -29,7 +31,13 @@ class FileOptions:
     compression: str
     compression_level: int | None
     row_group_size: int
-    group_bytes: int = _GROUP_BYTES
+    group_bytes: int
+
+    @classmethod
+    def from_config(cls, config: ParquetConfig) -> FileOptions:
+        """The options a `parquet` sink's config asks for; a row group never buffers more than one file may hold."""
+        group_bytes = min(config.max_file_size, _GROUP_BYTES)
+        return cls(config.compression, config.compression_level, config.row_group_size, group_bytes)
 
     def parquet_writer(self, where: pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
         """A ParquetWriter with these options."""
@@ -111,19 +119,22 @@ class PartFile:
         with self._io():
             self._open_writer().close()
             assert self._sink is not None
-            size = self._sink.tell()
+            size = int(self._sink.tell())
             self._sink.close()
             _sync(self.temp_path)
             os.replace(self.temp_path, self.path)
         return size
 
     def discard(self) -> None:
-        """Close without committing and delete the temporary file; never raises for a missing file."""
+        """Close without committing and delete the temporary file.
+
+        Used after a failure, so closing may fail again (a full disk): that is expected and not reported.
+        """
         self._buffer = []
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, pa.ArrowException):
             if self._writer is not None:
                 self._writer.close()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OSError, pa.ArrowException):
             if self._sink is not None:
                 self._sink.close()
         with contextlib.suppress(FileNotFoundError):

@@ -73,8 +73,9 @@ def _key(batch: pa.RecordBatch, name: str) -> tuple[pa.Array, list[str]]:
     try:
         encoded = pc.dictionary_encode(column, null_encoding="encode")
         text = pc.cast(encoded.dictionary, pa.string()).to_pylist()
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
-        raise PartitionKeyError(f"cannot partition by column '{name}' of type {column.type}: {exc}") from None
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        message = f"cannot partition by column '{name}' of type {column.type}: only text, numbers and dates name folders"
+        raise PartitionKeyError(message) from None
     return encoded.indices, [folder_segment(name, value) for value in text]
 
 

@@ -28,13 +28,14 @@ class ParquetSink:
         self.dataset_name = config.dataset
         self.dataset_dir: Path = ctx.resolve(config.path) if config.path is not None else ctx.lake / config.dataset
         self._ctx = ctx
+        self._options = FileOptions.from_config(config)
         if self.dataset_dir.exists() and not self.dataset_dir.is_dir():
             raise ConfigError(f"'{self.dataset_dir}' is a file, not a folder", field="path" if config.path else "dataset")
         try:
-            check_codec(FileOptions(config.compression, config.compression_level, config.row_group_size))
+            check_codec(self._options)
         except ValueError as exc:
             raise ConfigError(str(exc), field="compression_level") from None
 
     def open(self, worker_index: int, worker_count: int) -> ParquetSinkWriter:
         """A writer for one worker; its file names carry `w<worker_index>`, so workers never collide."""
-        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, worker_index)
+        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, worker_index)

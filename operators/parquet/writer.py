@@ -39,17 +39,14 @@ _MAX_OPEN_FILES = 256
 class ParquetSinkWriter:
     """Writes one worker's batches into the dataset folder; used by one thread at a time."""
 
-    def __init__(self, config: ParquetConfig, ctx: NodeContext, dataset_dir: Path, worker_index: int) -> None:
+    def __init__(
+        self, config: ParquetConfig, ctx: NodeContext, dataset_dir: Path, options: FileOptions, worker_index: int
+    ) -> None:
         self._config = config
         self._ctx = ctx
         self._dataset_dir = dataset_dir
+        self._options = options
         self._worker = worker_index
-        self._options = FileOptions(
-            compression=config.compression,
-            compression_level=config.compression_level,
-            row_group_size=config.row_group_size,
-            group_bytes=min(config.max_file_size, FileOptions.group_bytes),
-        )
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
 

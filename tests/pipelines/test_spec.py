@@ -51,26 +51,26 @@ def test_inputs_default_to_the_node_declared_just_before(write_pipeline: Callabl
     [
         (
             GOOD.replace("type: json}", "type: jsn}"),
-            ["stages.parse.type  unknown stage type 'jsn'; did you mean 'json'? (node 'parse') @5:18"],
+            ["stages.parse.type  unknown stage type 'jsn'; did you mean 'json'? (node 'parse') @5:17"],
         ),
         (
             GOOD.replace('condition: "level', 'conditon: "level'),
             [
-                "stages.errors_only.conditon  unknown key 'conditon'; did you mean 'condition'? (node 'errors_only', type filter) @6:37",
-                "stages.errors_only.condition  missing required key 'condition' (node 'errors_only', type filter) @6:16",
+                "stages.errors_only.condition  missing required key 'condition' (node 'errors_only', type filter) @6:3",
+                "stages.errors_only.conditon  unknown key 'conditon'; did you mean 'condition'? (node 'errors_only', type filter) @6:31",
             ],
         ),
         (
             GOOD.replace("inputs: [parse]", "inputs: [prase]"),
-            ["stages.tidy.inputs[0]  input 'prase' names no node; did you mean 'parse'? (node 'tidy', type eval) @7:38"],
+            ["stages.tidy.inputs[0]  input 'prase' names no node; did you mean 'parse'? (node 'tidy', type eval) @7:31"],
         ),
         (
             GOOD.replace("[parse.dropped]", "[parse.late]"),
-            ["sinks.bad_lines.inputs[0]  input 'parse.late': json node 'parse' has no output 'late' (its extra outputs: 'parse.dropped') (node 'bad_lines', type stdout) @10:40"],
+            ["sinks.bad_lines.inputs[0]  input 'parse.late': json node 'parse' has no output 'late' (its extra outputs: 'parse.dropped') (node 'bad_lines', type stdout) @10:38"],
         ),
         (
             GOOD.replace("inputs: [parse]", "inputs: [lake]"),
-            ["stages.tidy.inputs[0]  input 'lake' is a sink; sinks have no output (node 'tidy', type eval) @7:38"],
+            ["stages.tidy.inputs[0]  input 'lake' is a sink; sinks have no output (node 'tidy', type eval) @7:31"],
         ),
         (
             GOOD.replace("pipeline: app", "pipeline: app\nlakes: here"),
@@ -82,7 +82,7 @@ def test_inputs_default_to_the_node_declared_just_before(write_pipeline: Callabl
         ),
         (
             GOOD.replace("batch_size", "x").replace("paths: [app.log]", "paths: [app.log], batch_size: lots"),
-            ["sources.logs.batch_size  Input should be a valid integer, unable to parse string as an integer (node 'logs', type file) @3:53"],
+            ["sources.logs.batch_size  Input should be a valid integer, unable to parse string as an integer (node 'logs', type file) @3:52"],
         ),
     ],
     ids=["unknown-type", "misspelt-key", "dangling-input", "unknown-port", "sink-as-input", "top-level-typo", "duplicate-name", "wrong-value-type"],

@@ -1,0 +1,52 @@
+"""The `filter` stage: keep the records for which a SQL condition is true."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake.operators.sql import SqlEvaluator, compile_expression
+from loglake.schemas.config import StageConfig
+from loglake.schemas.registry import register_stage
+from loglake.schemas.stage import NodeContext, StageOutput, split_failures
+
+__all__ = ["FilterConfig", "FilterStage"]
+
+
+class FilterConfig(StageConfig):
+    """Keep the records for which a SQL condition is true; the others are filtered out.
+
+    Example:
+        errors: {type: filter, condition: "level = 'error' AND status >= 500"}
+    """
+
+    type: Literal["filter"]
+    condition: str
+    """SQL boolean expression in DuckDB's dialect; NULL counts as false and a missing column reads as NULL."""
+
+
+@register_stage(FilterConfig)
+class FilterStage:
+    """Computes the condition as one boolean mask per batch and filters the batch with it (zero-copy)."""
+
+    outputs: ClassVar[tuple[str, ...]] = ("dropped",)
+
+    def __init__(self, config: FilterConfig, ctx: NodeContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        condition = compile_expression(config.condition, "condition", cast="BOOLEAN")
+        self._evaluator = SqlEvaluator({"condition": condition}, node=ctx.node)
+
+    def process(self, batch: pa.RecordBatch) -> StageOutput:
+        """The records whose condition is true; those whose condition fails to evaluate follow `on_error`."""
+        if batch.num_rows == 0:
+            return StageOutput(main=batch)
+        result = self._evaluator.evaluate(batch)
+        keep = pc.fill_null(result.columns["condition"].cast(pa.bool_()), False)  # failed rows are null too
+        kept = batch.filter(keep)
+        if not result.failed:
+            return StageOutput(main=kept)
+        failed = batch.take(pa.array(result.failed, pa.int64()))
+        return split_failures(kept, failed, result.errors, self.ctx.node, self.config.on_error)

@@ -1,0 +1,324 @@
+"""The `json` stage: parse the JSON object in each record into top-level columns or one struct column.
+
+The fast path hands the whole batch to Arrow's JSON reader at once. When that fails (a bad line, a key whose
+type changes between lines) each line is checked with orjson so only the bad ones fail, and the good ones
+are parsed again: vectorised if possible, else from the parsed objects, where a key with mixed types
+becomes a text column.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from loglake.schemas.config import OnError, StageConfig
+from loglake.schemas.registry import register_stage
+from loglake.schemas.stage import NodeContext, StageOutput, split_failures
+
+__all__ = ["JsonConfig", "JsonStage"]
+
+log = logging.getLogger(__name__)
+
+_MIN_BLOCK = 1 << 20
+_MAX_BLOCK = (1 << 31) - 1
+_BIG_INT = r"[:,\[]\s*-?(?:[0-9]{20}|9[2-9][0-9]{17})"
+"""A JSON number that may be an integer beyond int64 (which orjson and Arrow turn into a lossy float)."""
+_LONG_DIGITS = re.compile(_BIG_INT)
+_INT64_LIMIT = 2.0**63
+_QUOTE_LIMIT = 120
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+class JsonConfig(StageConfig):
+    """Parse the JSON object held in a text column.
+
+    Example:
+        parse: {type: json, field: message}
+    """
+
+    type: Literal["json"]
+    field: str = "message"
+    """Column holding the JSON text; a record where it is null passes through unparsed."""
+    target: str | None = None
+    """Struct column to write the object to (replaced if present); unset: the keys become top-level columns, replacing same-named ones (a record without the key keeps the old value if the types match)."""
+
+
+@dataclass
+class _Parsed:
+    """The objects of the good lines, as columns, in input order; and the bad lines with their errors."""
+
+    fields: list[pa.Field]
+    columns: list[pa.Array]
+    failed: list[int]
+    errors: list[str]
+
+
+def _quote(line: str) -> str:
+    return repr(line if len(line) <= _QUOTE_LIMIT else line[: _QUOTE_LIMIT - 1] + "…")
+
+
+def _as_text(column: pa.Array) -> pa.Array | None:
+    """The column as UTF-8 text (invalid bytes replaced by U+FFFD), or None if it does not hold text."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return column
+    if pa.types.is_string_view(kind) or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type)):
+        return column.cast(pa.string())
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        try:
+            return column.cast(pa.string())
+        except pa.ArrowInvalid:
+            raw = column.to_pylist()
+            return pa.array([None if v is None else v.decode("utf-8", "replace") for v in raw], pa.string())
+    return None
+
+
+def _joined(lines: pa.Array) -> pa.Array:
+    """All lines joined by newlines into a one-element array, in one vectorised call; null lines become `{}`."""
+    filled = pc.fill_null(lines, pa.scalar("{}", lines.type)) if lines.null_count else lines
+    as_list = pa.ListArray.from_arrays(pa.array([0, len(filled)], pa.int32()), filled)
+    return pc.binary_join(as_list, pa.scalar("\n", lines.type))
+
+
+def _big_ints(table: pa.Table, joined: pa.Array) -> bool:
+    """Whether Arrow read an integer beyond int64 as a lossy float: a float that large and such a number in the text."""
+    suspects = [column.combine_chunks() for column in table.columns]
+    while suspects:
+        array = suspects.pop()
+        kind = array.type
+        if pa.types.is_floating(kind):
+            largest = pc.max(pc.abs(array)).as_py()
+            if largest is not None and largest >= _INT64_LIMIT:
+                return bool(pc.any(pc.match_substring_regex(joined, _BIG_INT)).as_py())
+        elif pa.types.is_struct(kind):
+            suspects.extend(array.flatten())
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            suspects.append(array.flatten())
+    return False
+
+
+def _try_read(data: pa.Buffer, hints: pa.Schema | None) -> pa.Table | None:
+    options = pj.ReadOptions(use_threads=False, block_size=min(max(data.size + 1, _MIN_BLOCK), _MAX_BLOCK))
+    parse = pj.ParseOptions(explicit_schema=hints, unexpected_field_behavior="infer", newlines_in_values=False)
+    try:
+        return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=parse)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def _text_hint(kind: pa.DataType) -> pa.DataType | None:
+    """`kind` with every timestamp Arrow inferred turned back into text, keeping only the paths that lead to one."""
+    if pa.types.is_timestamp(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        fields = [(f.name, _text_hint(f.type)) for f in kind]
+        kept = [pa.field(name, hint) for name, hint in fields if hint is not None]
+        return pa.struct(kept) if kept else None
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        item = _text_hint(kind.value_type)
+        return pa.list_(item) if item is not None else None
+    return None
+
+
+def _merge_hint(old: pa.DataType, new: pa.DataType) -> pa.DataType:
+    if pa.types.is_struct(old) and pa.types.is_struct(new):
+        merged = {f.name: f.type for f in old}
+        for f in new:
+            merged[f.name] = _merge_hint(merged[f.name], f.type) if f.name in merged else f.type
+        return pa.struct(list(merged.items()))
+    return new
+
+
+def _loads_leniently(line: str, exc: orjson.JSONDecodeError) -> Any:
+    """A line orjson rejected, read again the way Arrow's reader reads it (NaN, Infinity), or the error raised."""
+    if "surrogate" in exc.msg or not line.strip():
+        raise exc
+    try:
+        return json.loads(line)
+    except ValueError:
+        raise exc from None
+
+
+def _problem(line: str, exc: ValueError) -> str:
+    if not line.strip():
+        return "empty line"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at char {exc.pos + 1}: {exc.msg}: {_quote(line)}"
+    return f"invalid JSON: {exc}: {_quote(line)}"
+
+
+def _scalar_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _column(values: list[Any]) -> pa.Array:
+    """An Arrow column from parsed JSON values; objects stay structs, a mix of types becomes text."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return pa.nulls(len(values))
+    if all(isinstance(v, dict) for v in present):
+        fields, children = _children(values)
+        return pa.StructArray.from_arrays(children, fields=fields, mask=pa.array([v is None for v in values]))
+    kinds = {type(v) for v in present}
+    if dict not in kinds and not (bool in kinds and len(kinds) > 1):
+        try:
+            return pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    return pa.array([_scalar_text(v) for v in values], pa.string())
+
+
+def _children(objects: list[dict[str, Any] | None]) -> tuple[list[pa.Field], list[pa.Array]]:
+    keys = list(dict.fromkeys(key for obj in objects if obj for key in obj))
+    columns = [_column([obj.get(key) if obj else None for obj in objects]) for key in keys]
+    return [pa.field(key, column.type) for key, column in zip(keys, columns)], columns
+
+
+def _attach(batch: pa.RecordBatch, fields: list[pa.Field], columns: list[pa.Array], merge: bool) -> pa.RecordBatch:
+    """`batch` with the parsed columns set in place or appended.
+
+    With `merge`, a record whose parsed value is null (key absent) keeps the value of an existing column of
+    the same type, so `message` survives in records whose object has no `message` key.
+    """
+    for field, column in zip(fields, columns):
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            batch = batch.append_column(field, column)
+            continue
+        existing = batch.column(index)
+        if merge and existing.type == column.type and column.null_count:
+            column = pc.if_else(pc.is_valid(column), column, existing)
+        batch = batch.set_column(index, field, column)
+    return batch
+
+
+def _nulls_for(failed: pa.RecordBatch, fields: list[pa.Field]) -> pa.RecordBatch:
+    """Failed records kept next to parsed ones: parsed columns are null, an existing column of the same type stays."""
+    for field in fields:
+        index = failed.schema.get_field_index(field.name)
+        if index >= 0 and failed.schema.field(index).type == field.type:
+            continue
+        column = pa.nulls(failed.num_rows, field.type)
+        failed = failed.append_column(field, column) if index < 0 else failed.set_column(index, field, column)
+    return failed
+
+
+@register_stage(JsonConfig)
+class JsonStage:
+    """Parses JSON lines a batch at a time with Arrow's JSON reader, per line only when a batch needs it."""
+
+    outputs: ClassVar[tuple[str, ...]] = ("dropped",)
+
+    def __init__(self, config: JsonConfig, ctx: NodeContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self._hints: pa.Schema | None = None
+        """Keys seen holding ISO dates, read as text from the start so Arrow does not infer timestamps."""
+
+    def process(self, batch: pa.RecordBatch) -> StageOutput:
+        """The batch with the parsed keys added; records that are not a JSON object follow `on_error`."""
+        rows = batch.num_rows
+        if rows == 0:
+            return StageOutput(main=batch)
+        index = batch.schema.get_field_index(self.config.field)
+        lines = _as_text(batch.column(index)) if index >= 0 else None
+        if lines is None:
+            what = "no field" if index < 0 else f"a {batch.schema.field(index).type} field, not text, in"
+            message = f"{what} '{self.config.field}'" + (" in the record" if index < 0 else "")
+            return split_failures(batch.slice(0, 0), batch, [message] * rows, self.ctx.node, self.config.on_error)
+        parsed = self._parse(lines)
+        nulls = lines.is_null()
+        if parsed.failed:
+            ok = [True] * rows
+            for row in parsed.failed:
+                ok[row] = False
+            mask = pa.array(ok, pa.bool_())
+            good, nulls = batch.filter(mask), nulls.filter(mask)
+        else:
+            good = batch
+        fields, columns = parsed.fields, parsed.columns
+        if self.config.target is not None:
+            struct = pa.StructArray.from_arrays(columns, fields=fields, mask=nulls)
+            fields, columns = [pa.field(self.config.target, struct.type)], [struct]
+        good = _attach(good, fields, columns, merge=self.config.target is None)
+        if not parsed.failed:
+            return StageOutput(main=good)
+        log.debug("%s: %d of %d lines are not JSON objects", self.ctx.node, len(parsed.failed), rows)
+        failed = batch.take(pa.array(parsed.failed, pa.int64()))
+        if self.config.on_error is OnError.keep:
+            failed = _nulls_for(failed, fields)
+        return split_failures(good, failed, parsed.errors, self.ctx.node, self.config.on_error)
+
+    def _parse(self, lines: pa.Array) -> _Parsed:
+        table = self._read(lines)
+        if table is not None:
+            return _Parsed(list(table.schema), [c.combine_chunks() for c in table.columns], [], [])
+        objects: list[dict[str, Any]] = []
+        good: list[bool] = []
+        failed: list[int] = []
+        errors: list[str] = []
+        long_digits = pc.match_substring_regex(lines, "[0-9]{19}").to_pylist()
+        for row, line in enumerate(lines.to_pylist()):
+            if line is None:
+                objects.append({})
+                good.append(True)
+                continue
+            try:
+                try:
+                    value = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    value = _loads_leniently(line, exc)
+                if long_digits[row] and _LONG_DIGITS.search(line):
+                    value = json.loads(line)  # exact integers beyond int64, which orjson reads as floats
+            except ValueError as exc:
+                failed.append(row)
+                errors.append(_problem(line, exc))
+                good.append(False)
+                continue
+            if not isinstance(value, dict):
+                failed.append(row)
+                errors.append(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {_quote(line)}")
+                good.append(False)
+                continue
+            objects.append(value)
+            good.append(True)
+        table = self._read(lines.filter(pa.array(good, pa.bool_()))) if failed and objects else None
+        if table is not None:
+            return _Parsed(list(table.schema), [c.combine_chunks() for c in table.columns], failed, errors)
+        fields, columns = _children(list(objects))
+        return _Parsed(fields, columns, failed, errors)
+
+    def _read(self, lines: pa.Array) -> pa.Table | None:
+        """The lines read by Arrow's JSON reader, or None if it cannot read them all exactly."""
+        joined = _joined(lines)
+        data = joined[0].as_buffer()
+        hints = self._hints
+        table = _try_read(data, hints)
+        if table is None and hints is not None:
+            table, hints = _try_read(data, None), None
+        if table is None or table.num_rows != len(lines):
+            return None
+        found = _text_hint(pa.struct(list(table.schema)))
+        if found is not None:
+            merged = found if hints is None else _merge_hint(pa.struct(list(hints)), found)
+            hints = self._hints = pa.schema(list(merged))
+            table = _try_read(data, hints)
+            if table is None or table.num_rows != len(lines):
+                return None
+        if hints is not None:
+            absent = [name for name in hints.names if table.column(name).null_count == table.num_rows]
+            table = table.drop_columns(absent)
+        if _big_ints(table, joined):
+            return None
+        return table
+
