@@ -19,7 +19,8 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/loglake validate examples/app-json/pipeline.yaml
-	$(BIN)/loglake run examples/app-json/pipeline.yaml --reset
+	rm -rf examples/app-json/lake
+	$(BIN)/loglake run examples/app-json/pipeline.yaml
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT level, count(*) AS records FROM app GROUP BY level ORDER BY records DESC"
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT date, hour, count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors FROM app GROUP BY ALL ORDER BY ALL"
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT source, _line, _error FROM dead_letter"

@@ -72,7 +72,7 @@ def _timed(argv: list[str]) -> tuple[float, int]:
 
 
 def _rows(folder: Path) -> int:
-    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchone()[0]  # type: ignore[index]
+    return int(duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/**/*.parquet')").fetchall()[0][0])
 
 
 def run_loglake(source: Path, workers: int) -> tuple[float, int, int]:

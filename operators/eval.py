@@ -111,11 +111,5 @@ class EvalStage:
         good = out.filter(result.ok_mask(batch.num_rows))
         failed = batch.take(rows)
         if self.config.on_error is OnError.keep:
-            schema = batch.schema
-            retyped = {
-                name: column.take(rows)
-                for name, column in result.columns.items()
-                if schema.get_field_index(name) < 0 or schema.field(schema.get_field_index(name)).type != column.type
-            }
-            failed = self._apply(failed, retyped)
+            failed = self._apply(failed, {})  # renamed and removed; computed fields arrive as nulls
         return split_failures(good, failed, result.errors, self.ctx.node, self.config.on_error)

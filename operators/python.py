@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import field_validator
 
-from loglake.schemas.config import OnError, StageConfig
+from loglake.schemas.config import StageConfig
 from loglake.schemas.errors import ConfigError
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
@@ -140,15 +140,6 @@ def _from_records(rows: list[dict[str, Any]], hint: pa.Schema) -> pa.RecordBatch
     return pa.RecordBatch.from_arrays(arrays, names=keys)
 
 
-def _conformed(failed: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Failed records kept next to the output: a column whose output type differs becomes null of that type."""
-    for index, name in enumerate(failed.schema.names):
-        out = schema.get_field_index(name)
-        if out >= 0 and schema.field(out).type != failed.schema.field(index).type:
-            failed = failed.set_column(index, schema.field(out), pa.nulls(failed.num_rows, schema.field(out).type))
-    return failed
-
-
 @register_stage(PythonConfig)
 class PythonStage:
     """Calls the user function once per batch (`batch` mode) or once per record (`records` mode)."""
@@ -167,8 +158,6 @@ class PythonStage:
         return self._process_records(batch)
 
     def _finish(self, good: pa.RecordBatch, failed: pa.RecordBatch, errors: list[str]) -> StageOutput:
-        if failed.num_rows and self.config.on_error is OnError.keep:
-            failed = _conformed(failed, good.schema)
         return split_failures(good, failed, errors, self.ctx.node, self.config.on_error)
 
     def _process_batch(self, batch: pa.RecordBatch) -> StageOutput:

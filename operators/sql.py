@@ -48,16 +48,23 @@ _QUOTE_LIMIT = 80
 _DISPLAY_NAMES = {"count_star": "count"}
 """Names the parser gives functions, as the user wrote them."""
 
-_local = threading.local()
+_connections: dict[int, duckdb.DuckDBPyConnection] = {}
+_connections_lock = threading.Lock()
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
-    """This thread's DuckDB connection (single-threaded, UTC session time zone)."""
-    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
+    """This OS thread's DuckDB connection (single-threaded, UTC session time zone).
+
+    Keyed by thread id, not `threading.local`: engine worker threads are started outside Python, and each
+    callback into Python gets a fresh thread state there, which would empty a thread-local every batch.
+    """
+    ident = threading.get_ident()
+    con = _connections.get(ident)
     if con is None:
         con = duckdb.connect(config={"threads": 1})
         con.execute("SET TimeZone = 'UTC'")
-        _local.con = con
+        with _connections_lock:
+            _connections[ident] = con
     return con
 
 

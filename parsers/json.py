@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from loglake.schemas.config import OnError, StageConfig
+from loglake.schemas.config import StageConfig
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 
@@ -202,17 +202,6 @@ def _attach(batch: pa.RecordBatch, fields: list[pa.Field], columns: list[pa.Arra
     return batch
 
 
-def _nulls_for(failed: pa.RecordBatch, fields: list[pa.Field]) -> pa.RecordBatch:
-    """Failed records kept next to parsed ones: parsed columns are null, an existing column of the same type stays."""
-    for field in fields:
-        index = failed.schema.get_field_index(field.name)
-        if index >= 0 and failed.schema.field(index).type == field.type:
-            continue
-        column = pa.nulls(failed.num_rows, field.type)
-        failed = failed.append_column(field, column) if index < 0 else failed.set_column(index, field, column)
-    return failed
-
-
 @register_stage(JsonConfig)
 class JsonStage:
     """Parses JSON lines a batch at a time with Arrow's JSON reader, per line only when a batch needs it."""
@@ -255,8 +244,6 @@ class JsonStage:
             return StageOutput(main=good)
         log.debug("%s: %d of %d lines are not JSON objects", self.ctx.node, len(parsed.failed), rows)
         failed = batch.take(pa.array(parsed.failed, pa.int64()))
-        if self.config.on_error is OnError.keep:
-            failed = _nulls_for(failed, fields)
         return split_failures(good, failed, parsed.errors, self.ctx.node, self.config.on_error)
 
     def _parse(self, lines: pa.Array) -> _Parsed:

@@ -40,13 +40,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from loglake.pipelines.compile import compile_pipeline
-    from loglake.pipelines.spec import DEAD_LETTER_NODE, load_pipeline
+    from loglake.pipelines.compile import load_and_compile
+    from loglake.pipelines.spec import DEAD_LETTER_NODE
 
     failed = 0
     for file in args.pipelines:
         try:
-            compiled = compile_pipeline(load_pipeline(file))
+            compiled = load_and_compile(file)
         except SpecError as exc:
             stderr.print(exc.render(), highlight=False, markup=False)
             failed += 1

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from loglake.pipelines.graph import PipelineGraph, build_graph
-from loglake.pipelines.spec import PipelineSpec
+from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, load_pipeline
 from loglake.schemas.config import OnError
 from loglake.schemas.errors import ConfigError, SpecError, SpecIssue
 from loglake.schemas.records import conform_core_columns
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 
-__all__ = ["CompiledPipeline", "compile_pipeline", "run_stage"]
+__all__ = ["CompiledPipeline", "compile_pipeline", "load_and_compile", "run_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ class CompiledPipeline:
         return self.graph.spec
 
 
-def compile_pipeline(spec: PipelineSpec, follow: bool | None = None) -> CompiledPipeline:
-    """Build the graph and construct every active node; all construction problems are collected into one SpecError."""
-    graph = build_graph(spec)
+def _construct(
+    spec: PipelineSpec, nodes: list[NodeSpec], follow: bool | None, issues: list[SpecIssue]
+) -> tuple[dict[str, Any], dict[str, NodeContext]]:
+    """Construct nodes (opening files, compiling SQL); each ConfigError becomes a located issue."""
     instances: dict[str, Any] = {}
     contexts: dict[str, NodeContext] = {}
-    issues: list[SpecIssue] = []
-    for node in graph.nodes:
+    for node in nodes:
         ctx = NodeContext(node=node.name, base_dir=spec.base_dir, follow=follow, lake_dir=spec.lake_dir)
         try:
             instances[node.name] = node.registration.factory(node.config, ctx)
@@ -49,9 +50,37 @@ def compile_pipeline(spec: PipelineSpec, follow: bool | None = None) -> Compiled
         except OSError as exc:
             issues.append(spec.issue(f"cannot set up: {exc}", node.path, node))
         contexts[node.name] = ctx
+    return instances, contexts
+
+
+def compile_pipeline(spec: PipelineSpec, follow: bool | None = None) -> CompiledPipeline:
+    """Build the graph and construct every active node; all construction problems are collected into one SpecError."""
+    graph = build_graph(spec)
+    issues: list[SpecIssue] = []
+    instances, contexts = _construct(spec, graph.nodes, follow, issues)
     if issues:
         raise SpecError(issues, str(spec.file))
     return CompiledPipeline(graph, instances, contexts)
+
+
+def load_and_compile(file: str | Path, follow: bool | None = None) -> CompiledPipeline:
+    """Load, validate and construct a pipeline, reporting every problem of every stage in one SpecError.
+
+    When the spec itself has problems, the nodes whose config is valid are still constructed, so that a
+    missing input file or a bad SQL expression is reported in the same pass as a misspelt key.
+    """
+    try:
+        spec = load_pipeline(file)
+    except SpecError as exc:
+        if not isinstance(exc.partial, PipelineSpec):
+            raise
+        partial: PipelineSpec = exc.partial
+        flagged = {issue.node for issue in exc.issues}
+        issues = list(exc.issues)
+        _construct(partial, [n for n in partial.nodes.values() if n.name not in flagged and n.name != DEAD_LETTER_NODE], None, issues)
+        issues.sort(key=lambda issue: (issue.line or 0, issue.column or 0))
+        raise SpecError(issues, exc.file) from None
+    return compile_pipeline(spec, follow)
 
 
 def run_stage(stage: Any, ctx: NodeContext, batch: pa.RecordBatch) -> StageOutput:
@@ -63,15 +92,16 @@ def run_stage(stage: Any, ctx: NodeContext, batch: pa.RecordBatch) -> StageOutpu
     if batch.num_rows == 0:
         return StageOutput(main=batch)
     ctx.counters.add("records_in", batch.num_rows)
-    try:
-        output: StageOutput = stage.process(batch)
-    except Exception as exc:  # noqa: BLE001 - a stage bug must not lose records or kill the run
-        log.exception("%s: stage raised on a batch of %d records; routing them to %s.dropped", ctx.node, batch.num_rows, ctx.node)
-        empty = batch.slice(0, 0)
-        errors = [f"internal error: {type(exc).__name__}: {exc}"] * batch.num_rows
-        output = split_failures(empty, batch, errors, ctx.node, OnError.route)
-    output.main = conform_core_columns(output.main)
-    output.extra = {port: conform_core_columns(batch) for port, batch in output.extra.items()}
+    with ctx.counters.timing():
+        try:
+            output: StageOutput = stage.process(batch)
+        except Exception as exc:  # noqa: BLE001 - a stage bug must not lose records or kill the run
+            log.exception("%s: stage raised on a batch of %d records; routing them to %s.dropped", ctx.node, batch.num_rows, ctx.node)
+            empty = batch.slice(0, 0)
+            errors = [f"internal error: {type(exc).__name__}: {exc}"] * batch.num_rows
+            output = split_failures(empty, batch, errors, ctx.node, OnError.route)
+        output.main = conform_core_columns(output.main)
+        output.extra = {port: conform_core_columns(batch) for port, batch in output.extra.items()}
     ctx.counters.add("records_out", output.main.num_rows)
     dropped = sum(b.num_rows for port, b in output.extra.items() if port == "dropped") + output.discarded
     if dropped:

@@ -16,7 +16,7 @@ from loglake.pipelines.checkpoint import PositionTracker
 from loglake.pipelines.compile import CompiledPipeline, run_stage
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.connectors import EndOfInput, Sink, SinkWriter, Source, SourcePartition
-from loglake.schemas.stage import NodeContext
+from loglake.schemas.stage import NodeContext, NodeCounters
 
 __all__ = ["RunControl", "build_dataflow"]
 
@@ -52,8 +52,9 @@ class RunControl:
 
 
 class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
-    def __init__(self, name: str, key: str, partition: SourcePartition, control: RunControl) -> None:
+    def __init__(self, name: str, key: str, partition: SourcePartition, control: RunControl, counters: NodeCounters) -> None:
         self._name, self._key, self._partition, self._control = name, key, partition, control
+        self._counters = counters
         self._awake: datetime | None = None
         self._last_emit = datetime.now(timezone.utc)
 
@@ -61,7 +62,8 @@ class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
         if self._control.stop.is_set():
             raise StopIteration
         try:
-            batch = self._partition.read()
+            with self._counters.timing():
+                batch = self._partition.read()
         except EndOfInput:
             raise StopIteration from None
         now = datetime.now(timezone.utc)
@@ -87,37 +89,40 @@ class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
 
 
 class _SourceAdapter(FixedPartitionedSource[pa.RecordBatch, Any]):
-    def __init__(self, name: str, source: Source, control: RunControl) -> None:
-        self._name, self._source, self._control = name, source, control
+    def __init__(self, name: str, source: Source, control: RunControl, counters: NodeCounters) -> None:
+        self._name, self._source, self._control, self._counters = name, source, control, counters
 
     def list_parts(self) -> list[str]:
         return self._source.partitions()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _SourcePartitionAdapter:
         resume = resume_state if resume_state is not None else self._control.positions.resume_for(self._name, for_part)
-        return _SourcePartitionAdapter(self._name, for_part, self._source.open(for_part, resume), self._control)
+        partition = self._source.open(for_part, resume)
+        return _SourcePartitionAdapter(self._name, for_part, partition, self._control, self._counters)
 
 
 class _SinkPartitionAdapter(StatelessSinkPartition[pa.RecordBatch]):
-    def __init__(self, writer: SinkWriter, control: RunControl) -> None:
-        self._writer, self._control = writer, control
+    def __init__(self, writer: SinkWriter, control: RunControl, counters: NodeCounters) -> None:
+        self._writer, self._control, self._counters = writer, control, counters
         control.track_writer(writer)
 
     def write_batch(self, items: list[pa.RecordBatch]) -> None:
-        for batch in items:
-            self._writer.write(batch)
+        with self._counters.timing():
+            for batch in items:
+                self._writer.write(batch)
 
     def close(self) -> None:
-        self._writer.close()
+        with self._counters.timing():
+            self._writer.close()
         self._control.untrack_writer(self._writer)
 
 
 class _SinkAdapter(DynamicSink[pa.RecordBatch]):
-    def __init__(self, sink: Sink, control: RunControl) -> None:
-        self._sink, self._control = sink, control
+    def __init__(self, sink: Sink, control: RunControl, counters: NodeCounters) -> None:
+        self._sink, self._control, self._counters = sink, control, counters
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartitionAdapter:
-        return _SinkPartitionAdapter(self._sink.open(worker_index, worker_count), self._control)
+        return _SinkPartitionAdapter(self._sink.open(worker_index, worker_count), self._control, self._counters)
 
 
 def _step(name: str, port: str | None = None) -> str:
@@ -152,13 +157,15 @@ def build_dataflow(compiled: CompiledPipeline, control: RunControl) -> Dataflow:
     consumed = {edge.source for edge in graph.edges}
     for node in graph.nodes:
         instance = compiled.instances[node.name]
+        counters = compiled.contexts[node.name].counters
         if node.kind == "source":
-            streams[PortRef(node.name)] = op.input(node.name, flow, _SourceAdapter(node.name, instance, control))
+            adapter = _SourceAdapter(node.name, instance, control, counters)
+            streams[PortRef(node.name)] = op.input(node.name, flow, adapter)
             continue
         inputs = [streams[ref] for ref in graph.inputs_of(node.name)]
         upstream = inputs[0] if len(inputs) == 1 else op.merge(_step(node.name, "in"), *inputs)
         if node.kind == "sink":
-            op.output(node.name, upstream, _SinkAdapter(instance, control))
+            op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
             continue
         pairs = op.map(node.name, upstream, _stage_fn(instance, compiled.contexts[node.name], node.ports))
         for port in (None, *node.ports):

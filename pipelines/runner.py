@@ -15,9 +15,8 @@ from typing import Any
 from bytewax.testing import cluster_main
 
 from loglake.pipelines.checkpoint import PositionTracker, checkpoint_path, load_checkpoint, save_checkpoint
-from loglake.pipelines.compile import CompiledPipeline, compile_pipeline
+from loglake.pipelines.compile import CompiledPipeline, load_and_compile
 from loglake.pipelines.dataflow import RunControl, build_dataflow
-from loglake.pipelines.spec import load_pipeline
 from loglake.schemas.errors import LoglakeError, TerminalError
 
 __all__ = ["RunOptions", "NodeReport", "RunResult", "run_pipeline", "run_compiled"]
@@ -70,9 +69,7 @@ class RunResult:
 
 def run_pipeline(file: str | Path, options: RunOptions = RunOptions()) -> RunResult:
     """Validate, build and run a pipeline file; raises SpecError before anything starts, LoglakeError at runtime."""
-    spec = load_pipeline(file)
-    compiled = compile_pipeline(spec, follow=options.follow)
-    return run_compiled(compiled, options)
+    return run_compiled(load_and_compile(file, follow=options.follow), options)
 
 
 def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions()) -> RunResult:

@@ -115,7 +115,7 @@ def parse_pipeline(text: str, file: Path, environ: Mapping[str, str] | None = No
     if not issues:
         _resolve_inputs(spec, issues)
     if issues:
-        raise SpecError(issues, str(file))
+        raise SpecError(issues, str(file), partial=spec)
     return spec
 
 

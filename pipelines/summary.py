@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from loglake.pipelines.runner import NodeReport, RunResult
+from loglake.schemas.stage import BUSY_COUNTER
 
 __all__ = ["summary_table", "summary_headline"]
 
@@ -15,20 +16,21 @@ def _n(value: int | None) -> str:
 
 def _row(node: NodeReport) -> list[str]:
     counts = node.counts
+    busy = f"{counts.get(BUSY_COUNTER, 0) / 1e6:.2f}"
     if node.kind == "source":
-        return [node.name, node.type_name, "", _n(counts.get("records_in", 0)), "", "", ""]
+        return [node.name, node.type_name, "", _n(counts.get("records_in", 0)), "", "", "", busy]
     if node.kind == "sink":
-        written = counts.get("records_out", 0)
-        return [node.name, node.type_name, _n(written), "", "", "", _n(counts.get("files_written")) if "files_written" in counts else ""]
+        files = _n(counts.get("files_written")) if "files_written" in counts else ""
+        return [node.name, node.type_name, _n(counts.get("records_out", 0)), "", "", "", files, busy]
     seen, out = counts.get("records_in", 0), counts.get("records_out", 0)
     dropped = counts.get("records_dropped", 0)
-    return [node.name, node.type_name, _n(seen), _n(out), _n(dropped), _n(max(seen - out - dropped, 0)), ""]
+    return [node.name, node.type_name, _n(seen), _n(out), _n(dropped), _n(max(seen - out - dropped, 0)), "", busy]
 
 
 def summary_table(result: RunResult) -> Table:
-    """One row per node; `filtered` = in − out − dropped (records a filter removed on purpose)."""
+    """One row per node; `filtered` = in − out − dropped (records a filter removed on purpose), `busy s` = time working."""
     table = Table(title=None, box=None, header_style="bold", pad_edge=False)
-    for column in ("node", "type", "in", "out", "dropped", "filtered", "files"):
+    for column in ("node", "type", "in", "out", "dropped", "filtered", "files", "busy s"):
         table.add_column(column, justify="left" if column in ("node", "type") else "right")
     for node in result.nodes:
         table.add_row(*_row(node))

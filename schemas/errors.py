@@ -53,9 +53,11 @@ class SpecIssue:
 class SpecError(LoglakeError):
     """A pipeline file that cannot run; holds every problem found, not just the first."""
 
-    def __init__(self, issues: list[SpecIssue], file: str | None = None) -> None:
+    def __init__(self, issues: list[SpecIssue], file: str | None = None, partial: object | None = None) -> None:
         self.issues = issues
         self.file = file
+        self.partial = partial
+        """What could be validated despite the issues (the engine's partial spec), for further checks."""
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
@@ -14,7 +17,11 @@ import pyarrow.compute as pc
 from loglake.schemas.config import OnError
 from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN
 
-__all__ = ["NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+__all__ = ["BUSY_COUNTER", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+
+
+BUSY_COUNTER = "busy_us"
+"""Counter of the microseconds a node spent working (reading, processing or writing), for the summary."""
 
 
 class NodeCounters:
@@ -28,6 +35,15 @@ class NodeCounters:
         """Add `amount` to counter `name`."""
         with self._lock:
             self._counts[name] += amount
+
+    @contextmanager
+    def timing(self, name: str = BUSY_COUNTER) -> Iterator[None]:
+        """Add the wall time spent inside the block to counter `name`, in microseconds."""
+        started = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            self.add(name, (time.perf_counter_ns() - started) // 1000)
 
     def snapshot(self) -> dict[str, int]:
         """A copy of all counters."""
@@ -104,7 +120,8 @@ def split_failures(
 
     `good` holds the processed records; `failed` holds the original failed records and `errors` one
     message per failed record. `route` sends them to `dropped`, `keep` appends them to the main output with
-    the error columns set (`good` gets empty error columns so both share a schema), `discard` counts them.
+    the error columns set (`good` gets empty error columns so both share a schema; a failed record's column
+    whose type the stage changed becomes null of the new type), `discard` counts them.
     """
     if failed.num_rows == 0:
         return StageOutput(main=good)
@@ -114,7 +131,18 @@ def split_failures(
     if on_error is OnError.discard:
         return StageOutput(main=good, discarded=failed.num_rows)
     clean = with_error_columns(good, pa.nulls(good.num_rows, pa.string()), node)
+    marked = _retyped_as_null(marked, clean.schema)
     table = pa.concat_tables(
         [pa.Table.from_batches([clean]), pa.Table.from_batches([marked])], promote_options="permissive"
     )
     return StageOutput(main=table.combine_chunks().to_batches()[0] if table.num_rows else clean)
+
+
+def _retyped_as_null(failed: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Columns of `failed` whose type differs from the same column in `schema` become nulls of that type."""
+    for index, name in enumerate(failed.schema.names):
+        target = schema.get_field_index(name)
+        if target >= 0 and schema.field(target).type != failed.schema.field(index).type:
+            field = schema.field(target)
+            failed = failed.set_column(index, field, pa.nulls(failed.num_rows, field.type))
+    return failed
