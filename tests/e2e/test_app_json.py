@@ -61,8 +61,8 @@ def test_run_writes_a_partitioned_lake_that_matches_the_input(loglake: Runner, a
     assert "/**/" not in done.stdout and "pipeline app-json finished" in done.stdout
     total = sum(len(p.read_text().splitlines()) for p in (app_json.parent / "data").glob("*.jsonl"))
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.split()}
-    assert rows["parse"] == ["json", f"{total:,}", f"{total - len(bad):,}", f"{len(bad)}", "0"]
-    assert rows["humans"][-1] == f"{total - len(bad) - len(kept):,}"  # filtered
+    assert rows["parse"][:5] == ["json", f"{total:,}", f"{total - len(bad):,}", f"{len(bad)}", "0"]
+    assert rows["humans"][4] == f"{total - len(bad) - len(kept):,}"  # filtered
 
 
 def test_two_workers_write_the_same_lake_as_one(loglake: Runner, app_json: Path, tmp_path: Path) -> None:
