@@ -32,11 +32,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stdout.print(summary_headline(result), highlight=False)
     stdout.print(summary_table(result))
     for name, folder in result.datasets.items():
-        stdout.print(f"dataset {name}: {folder}", highlight=False)
+        stdout.print(f"dataset {name}: {_shown(folder)}", highlight=False)
     if result.datasets:
         example = next(iter(result.datasets))
         stdout.print(f'query it: loglake query -p {args.pipeline} "SELECT count(*) FROM {example}"', highlight=False, markup=False)
     return 0
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the current folder when it is below it (shorter to read and to paste)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
