@@ -1,6 +1,6 @@
 # Two commands for a fresh machine:
 #   make demo   — create .venv, install loglake, run the app-json example into a local lake, query it
-#   make test   — create .venv, install loglake with test extras, run the whole test suite
+#   make test   — create .venv, install loglake with test extras, run mypy --strict and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -22,10 +22,11 @@ demo: $(STAMP)
 	rm -rf examples/app-json/lake
 	$(BIN)/loglake run examples/app-json/pipeline.yaml
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT level, count(*) AS records FROM app GROUP BY level ORDER BY records DESC"
-	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT date, hour, count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors FROM app GROUP BY ALL ORDER BY ALL"
-	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT source, _line, _error FROM dead_letter"
+	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT path, count(*) AS requests, round(quantile_cont(duration_ms, 0.95), 1) AS p95_ms FROM app GROUP BY path HAVING count(*) >= 20 ORDER BY p95_ms DESC LIMIT 5"
+	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT regexp_extract(source, '[^/]+$$') AS file, _line, _error FROM dead_letter"
 
 test: $(STAMP)
+	PYTHON=$(BIN)/python .ci/typecheck
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -83,7 +83,7 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
     log.info("%s: starting with %d worker(s)%s", spec.name, options.workers, " (resuming from checkpoint)" if resume else "")
     with _graceful_stop(control.stop):
         try:
-            cluster_main(flow, [], 0, worker_count_per_proc=options.workers)
+            cluster_main(flow, [], 0, worker_count_per_proc=options.workers)  # type: ignore[no-untyped-call]
         except BaseException as exc:
             control.abort_writers()
             raise _user_facing(exc) from None

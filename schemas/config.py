@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,7 +58,7 @@ class SinkConfig(NodeConfig):
 def type_name_of(config_cls: type[NodeConfig]) -> str:
     """The `type:` value a config class declares through its `Literal` annotation."""
     field = config_cls.model_fields.get("type")
-    args = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    args: tuple[Any, ...] = getattr(field.annotation, "__args__", ()) if field is not None else ()
     if len(args) != 1 or not isinstance(args[0], str):
         raise TypeError(f"{config_cls.__name__} must declare `type: Literal['<name>']`")
     return args[0]

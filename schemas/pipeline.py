@@ -63,7 +63,7 @@ def pipeline_json_schema() -> dict[str, Any]:
         dead_letter=(sink | None, Field(default=None, description=PipelineHeader.model_fields["dead_letter"].description)),
     )
     model = create_model("Pipeline", __config__=ConfigDict(extra="forbid"), __doc__=PipelineHeader.__doc__, **header_fields)
-    schema = model.model_json_schema()
+    schema: dict[str, Any] = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "loglake pipeline"
     return schema
