@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from loglake.pipelines.graph import PipelineGraph, build_graph
+from loglake.pipelines.quality import FailureLog
 from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, load_pipeline
 from loglake.schemas.config import OnError
 from loglake.schemas.errors import ConfigError, SpecError, SpecIssue
@@ -19,6 +20,9 @@ from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 __all__ = ["CompiledPipeline", "compile_pipeline", "load_and_compile", "run_stage"]
 
 log = logging.getLogger(__name__)
+
+failures = FailureLog()
+"""Rate-limited WARNING summaries of failed records, per node."""
 
 
 @dataclass
@@ -103,8 +107,10 @@ def run_stage(stage: Any, ctx: NodeContext, batch: pa.RecordBatch) -> StageOutpu
         output.main = conform_core_columns(output.main)
         output.extra = {port: conform_core_columns(batch) for port, batch in output.extra.items()}
     ctx.counters.add("records_out", output.main.num_rows)
-    dropped = sum(b.num_rows for port, b in output.extra.items() if port == "dropped") + output.discarded
+    routed = output.extra.get("dropped")
+    dropped = (routed.num_rows if routed is not None else 0) + output.discarded
     if dropped:
         ctx.counters.add("records_dropped", dropped)
+    failures.record(ctx.node, batch.num_rows, routed, output.discarded)
     return output
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import PurePath
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -36,8 +37,8 @@ class ParquetConfig(SinkConfig):
     """
 
     type: Literal["parquet"]
-    dataset: str
-    """Dataset name: its folder under the lake and the DuckDB view users query."""
+    dataset: str | None = None
+    """Dataset name: its folder under the lake and the DuckDB view users query (default: the last folder of `path`)."""
     path: str | None = None
     """Folder to write instead of `<lake>/<dataset>` (relative to the pipeline file)."""
     partition_by: list[str] = ["date", "hour"]
@@ -57,8 +58,21 @@ class ParquetConfig(SinkConfig):
 
     @field_validator("dataset")
     @classmethod
-    def _dataset_is_a_name(cls, value: str) -> str:
-        return _check_name(value, "dataset name")
+    def _dataset_is_a_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, "dataset name")
+
+    @model_validator(mode="after")
+    def _dataset_or_path(self) -> ParquetConfig:
+        if self.dataset is None:
+            if self.path is None:
+                raise ValueError("give 'dataset' (a dataset name in the lake) or 'path' (a folder), or both")
+            _check_name(self.dataset_name, "dataset name (the last folder of 'path')")
+        return self
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name: `dataset`, or the last folder of `path`."""
+        return self.dataset if self.dataset is not None else PurePath(str(self.path)).name
 
     @field_validator("partition_by")
     @classmethod

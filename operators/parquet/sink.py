@@ -25,8 +25,8 @@ class ParquetSink:
 
     def __init__(self, config: ParquetConfig, ctx: NodeContext) -> None:
         self.config = config
-        self.dataset_name = config.dataset
-        self.dataset_dir: Path = ctx.resolve(config.path) if config.path is not None else ctx.lake / config.dataset
+        self.dataset_name = config.dataset_name
+        self.dataset_dir: Path = ctx.resolve(config.path) if config.path is not None else ctx.lake / config.dataset_name
         self._ctx = ctx
         self._options = FileOptions.from_config(config)
         if self.dataset_dir.exists() and not self.dataset_dir.is_dir():

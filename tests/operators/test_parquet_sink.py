@@ -276,9 +276,11 @@ def test_two_workers_write_one_dataset(tmp_path: Path) -> None:
 def test_dataset_folder_resolution(tmp_path: Path) -> None:
     default = build_sink("{type: parquet, dataset: app}", base_dir=tmp_path)
     explicit = build_sink("{type: parquet, dataset: app, path: out/app_v2}", base_dir=tmp_path)
+    path_only = build_sink("{type: parquet, path: lake/access}", base_dir=tmp_path)
 
     assert (default.dataset_name, default.dataset_dir) == ("app", tmp_path / "lake" / "app")
     assert (explicit.dataset_name, explicit.dataset_dir) == ("app", tmp_path / "out" / "app_v2")
+    assert (path_only.dataset_name, path_only.dataset_dir) == ("access", tmp_path / "lake" / "access")
 
 
 # --- atomic commit, abort, disk full ----------------------------------------------------------------------
@@ -412,9 +414,11 @@ def test_records_without_event_time_get_ingest_time(tmp_path: Path) -> None:
         ("dataset: app, compression: gzip, compression_level: 42", ("compression_level",), "compression 'gzip' rejects level 42"),
         ("dataset: app, max_rows: 5", ("max_rows",), "unknown key 'max_rows'; did you mean 'max_file_rows'?"),
         ("dataset: app, path: taken", ("path",), "is a file, not a folder"),
+        ("compression: zstd", (), "give 'dataset' (a dataset name in the lake) or 'path' (a folder), or both"),
+        ("path: out/my-data", (), "dataset name (the last folder of 'path') 'my-data' must start"),
     ],
     ids=["space", "digit-first", "size-unit", "zero-age", "partition-slash", "partition-twice", "codec", "level-snappy",
-         "level-range", "unknown-key", "path-is-file"],
+         "level-range", "unknown-key", "path-is-file", "no-dataset-no-path", "path-name-not-a-name"],
 )
 def test_bad_config_is_a_spec_error(tmp_path: Path, options: str, path: tuple[str, ...], message: str) -> None:
     (tmp_path / "taken").write_text("a file")
