@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from loglake.pipelines.compile import load_and_compile
 from loglake.pipelines.spec import PortRef, load_pipeline
 from loglake.schemas.errors import SpecError
 
@@ -91,13 +92,19 @@ def test_problems_name_node_key_and_line(write_pipeline: Callable[[str], Path], 
     assert _problems(write_pipeline, text) == expected
 
 
-def test_all_problems_are_reported_together(write_pipeline: Callable[[str], Path]) -> None:
+def test_all_problems_are_reported_together_in_file_order(write_pipeline: Callable[[str], Path]) -> None:
     text = GOOD.replace("type: json}", "type: jsn}").replace("dataset: app", "datset: app").replace("pipeline: app", "pipeline: app\nlakes: x")
     with pytest.raises(SpecError) as caught:
-        load_pipeline(write_pipeline(text))
-    rendered = caught.value.render().splitlines()
-    assert len(caught.value.issues) == 4
-    assert rendered[-1].startswith("4 problems in ") and rendered[-1].endswith("pipeline.yaml; nothing was started.")
+        load_and_compile(write_pipeline(text))
+    issues = caught.value.issues
+    assert [(issue.line, issue.dotted_path) for issue in issues] == [
+        (2, "lakes"),
+        (4, "sources.logs.paths"),  # found by constructing the file source: app.log does not exist
+        (6, "stages.parse.type"),
+        (10, "sinks.lake.datset"),
+    ]
+    assert "file 'app.log'" in issues[1].message and issues[1].message.endswith("does not exist")
+    assert caught.value.render().splitlines()[-1].startswith("4 problems in ")
 
 
 def test_missing_pipeline_file_is_a_spec_error(tmp_path: Path) -> None:
