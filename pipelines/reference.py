@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import inspect
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -17,6 +18,7 @@ from pydantic_core import PydanticUndefined
 
 from loglake.schemas.pipeline import PipelineHeader
 from loglake.schemas.registry import load_all
+from loglake.schemas.units import parse_duration, parse_size
 
 __all__ = ["START_MARKER", "END_MARKER", "render_reference", "update_readme"]
 
@@ -25,16 +27,23 @@ END_MARKER = "<!-- reference:end -->"
 _KIND_TITLES = {"source": "Sources", "stage": "Stages", "sink": "Sinks"}
 
 
-def _type_text(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    text = text or str(annotation).replace("typing.", "")
-    for noise in ("loglake.schemas.config.", "datetime.", "<class '", "'>"):
-        text = text.replace(noise, "")
-    if "Annotated[timedelta" in text:
+def _type_text(field: FieldInfo) -> str:
+    """A reader's name for a field's type: `duration`, `size`, `one of a, b`, `list[str]`, …"""
+    validators = {getattr(item, "func", None) for item in field.metadata}
+    if parse_duration in validators:
         return "duration"
-    if "Annotated[int" in text and "parse_size" in text:
+    if parse_size in validators:
         return "size"
-    return text.replace("NoneType", "null")
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(f"`{value}`" for value in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return "one of " + ", ".join(f"`{member.value}`" for member in annotation)
+    text = annotation.__name__ if isinstance(annotation, type) and not get_args(annotation) else str(annotation)
+    text = text.replace("typing.", "").replace("NoneType", "null")
+    for module in ("loglake.schemas.config.", "datetime."):
+        text = text.replace(module, "")
+    return text.replace("|", "or")
 
 
 def _default_text(field: FieldInfo) -> str:
@@ -56,7 +65,7 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
         if name == "type":
             continue
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{name}` | {_type_text(field.annotation).replace('|', 'or')} | {_default_text(field)} | {description} |")
+        rows.append(f"| `{name}` | {_type_text(field)} | {_default_text(field)} | {description} |")
     return rows
 
 
@@ -96,4 +105,4 @@ def update_readme(readme: Path) -> bool:
 
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
-    print(f"{target}: {'updated' if update_readme(target) else 'already current'}")
+    sys.stdout.write(f"{target}: {'updated' if update_readme(target) else 'already current'}\n")
