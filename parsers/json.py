@@ -9,6 +9,7 @@ becomes a text column.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 import logging
 import re
 from dataclasses import dataclass
@@ -20,10 +21,11 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from loglake.schemas.config import StageConfig
+from loglake.schemas.parsing import ParseFailure, ParseResult
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 
-__all__ = ["JsonConfig", "JsonStage"]
+__all__ = ["JsonConfig", "JsonStage", "parse_object"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,30 @@ def _problem(line: str, exc: ValueError) -> str:
     return f"invalid JSON: {exc}: {_quote(line)}"
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def parse_object(line: str) -> ParseResult:
+    """One line, strictly (RFC 8259: no NaN/Infinity, no raw control characters; integers of any size exact)."""
+    try:
+        value = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return ParseFailure(_problem(line, exc))
+    except ValueError as exc:
+        return ParseFailure(f"invalid JSON: {exc}: {_quote(line)}")
+    if not isinstance(value, dict):
+        return ParseFailure(f"not a JSON object but {_JSON_KINDS.get(type(value), type(value).__name__)}: {_quote(line)}")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return ParseFailure(f"invalid JSON: a \\u escape names a lone surrogate: {_quote(line)}")
+    return value
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+
+
 def _scalar_text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -213,6 +239,10 @@ class JsonStage:
         self.ctx = ctx
         self._hints: pa.Schema | None = None
         """Keys seen holding ISO dates, read as text from the start so Arrow does not infer timestamps."""
+
+    def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
+        """Each line as a nested dict, or why it is not a JSON object (strict; see `parse_object`)."""
+        return [parse_object(line) for line in lines]
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the parsed keys added; records that are not a JSON object follow `on_error`."""

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from loglake.pipelines.parse_cli import add_parse_command
 from loglake.schemas.errors import LoglakeError, SpecError
 
 __all__ = ["main", "build_parser"]
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of pipeline YAML (for editors)")
     schema.add_argument("-o", "--output", help="write to this file instead of stdout")
     schema.set_defaults(handler=_cmd_schema)
+
+    add_parse_command(commands)
 
     query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
     query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')
