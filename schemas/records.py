@@ -97,20 +97,31 @@ def _parse_timestamps(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.
     encoded = pc.dictionary_encode(text)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    parsed: list[datetime | None] = []
-    for value in encoded.dictionary.to_pylist():
-        parsed.append(_parse_iso(value))
+    parsed = [_parse_known(value) for value in encoded.dictionary.to_pylist()]
     values = pa.array(parsed, TIMESTAMP_TYPE).take(encoded.indices)
     failed = pc.and_(pc.is_null(values), pc.is_valid(text))
     raw = pc.if_else(failed, text, pa.scalar(None, pa.string())) if pc.any(failed).as_py() else None
     return values, raw
 
 
-def _parse_iso(value: str) -> datetime | None:
+_KNOWN_FORMATS = ("%d/%b/%Y:%H:%M:%S %z",)
+"""Besides ISO 8601: the Apache/nginx access-log form (`17/May/2015:10:05:03 +0000`)."""
+
+
+def _parse_known(value: str) -> datetime | None:
+    """ISO 8601 or a known log form → UTC; a value without a zone is taken as UTC; None if unrecognised."""
+    text = value.strip()
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        for pattern in _KNOWN_FORMATS:
+            try:
+                parsed = datetime.strptime(text, pattern)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
     return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
@@ -118,7 +129,8 @@ def conform_core_columns(batch: pa.RecordBatch) -> pa.RecordBatch:
     """Give present core columns their guaranteed types: event time as UTC µs, levels normalised.
 
     Cheap to call repeatedly: a conformed column is marked in its field metadata and skipped next time.
-    A timestamp string that is not ISO 8601 becomes null and is kept in `_timestamp_raw`.
+    Timestamp text may be ISO 8601 or the Apache/nginx access-log form; anything else becomes null and is
+    kept in `_timestamp_raw`.
     """
     names = batch.schema.names
     for name in ("timestamp", "level"):

@@ -29,8 +29,8 @@ def test_levels_are_normalised(raw: str | None, level: str | None) -> None:
 
 def test_conform_parses_iso_timestamps_to_utc_microseconds() -> None:
     batch = pa.RecordBatch.from_pydict({
-        "timestamp": ["2015-05-17T10:05:03Z", "2015-05-17T12:05:03.5+02:00", "2015-05-17 10:05:03", "yesterday", None],
-        "level": ["WARNING", "Info", "err", "x", None],
+        "timestamp": ["2015-05-17T10:05:03Z", "2015-05-17T12:05:03.5+02:00", "2015-05-17 10:05:03", "yesterday", None, "17/May/2015:12:05:03 +0200"],
+        "level": ["WARNING", "Info", "err", "x", None, "notice"],
     })
     out = conform_core_columns(batch)
     assert out.schema.field("timestamp").type == TIMESTAMP_TYPE
@@ -38,9 +38,9 @@ def test_conform_parses_iso_timestamps_to_utc_microseconds() -> None:
     assert stamps[0] == datetime(2015, 5, 17, 10, 5, 3, tzinfo=timezone.utc)
     assert stamps[1] == datetime(2015, 5, 17, 10, 5, 3, 500000, tzinfo=timezone.utc)
     assert stamps[2] == datetime(2015, 5, 17, 10, 5, 3, tzinfo=timezone.utc)
-    assert stamps[3:] == [None, None]
-    assert out.column(TIMESTAMP_RAW_COLUMN).to_pylist() == [None, None, None, "yesterday", None]
-    assert out.column("level").to_pylist() == ["warn", "info", "error", "x", None]
+    assert stamps[3:] == [None, None, datetime(2015, 5, 17, 10, 5, 3, tzinfo=timezone.utc)]
+    assert out.column(TIMESTAMP_RAW_COLUMN).to_pylist() == [None, None, None, "yesterday", None, None]
+    assert out.column("level").to_pylist() == ["warn", "info", "error", "x", None, "notice"]
     assert conform_core_columns(out) is out or conform_core_columns(out).equals(out)
 
 
