@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from pydantic import Field
+
 from loglake.schemas.config import StageConfig
 from loglake.schemas.parsing import ParseFailure, ParseResult
 from loglake.schemas.registry import register_stage
@@ -49,6 +51,10 @@ class JsonConfig(StageConfig):
     type: Literal["json"]
     field: str = "message"
     """Column holding the JSON text; a record where it is null passes through unparsed."""
+    flatten: bool = False
+    """Turn nested objects into top-level keys joined with `flatten_separator` (`http.status` → `http_status`); arrays stay as they are."""
+    flatten_separator: str = Field(default="_", min_length=1)
+    """What joins the parent and child key names when `flatten` is on."""
     target: str | None = None
     """Struct column to write the object to (replaced if present); unset: the keys become top-level columns, replacing same-named ones (a record without the key keeps the old value if the types match)."""
 
@@ -157,6 +163,35 @@ def _problem(line: str, exc: ValueError) -> str:
     return f"invalid JSON: {exc}: {_quote(line)}"
 
 
+def _flattened(fields: list[pa.Field], columns: list[pa.Array], separator: str) -> tuple[list[pa.Field], list[pa.Array]]:
+    """Struct columns replaced by their children, recursively, named `parent<separator>child`."""
+    out_fields: list[pa.Field] = []
+    out_columns: list[pa.Array] = []
+    for field, column in zip(fields, columns):
+        if not pa.types.is_struct(field.type):
+            out_fields.append(field)
+            out_columns.append(column)
+            continue
+        children = column.flatten()  # a null struct gives null children
+        child_fields = [field.type.field(i).with_name(f"{field.name}{separator}{field.type.field(i).name}") for i in range(field.type.num_fields)]
+        nested_fields, nested_columns = _flattened(child_fields, list(children), separator)
+        out_fields.extend(nested_fields)
+        out_columns.extend(nested_columns)
+    return out_fields, out_columns
+
+
+def _flattened_dict(value: dict[str, Any], separator: str, prefix: str = "") -> dict[str, Any]:
+    """The same flattening for one parsed object (an empty object leaves no key)."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            out.update(_flattened_dict(item, separator, f"{name}{separator}"))
+        else:
+            out[name] = item
+    return out
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -170,15 +205,12 @@ def parse_object(line: str) -> ParseResult:
     except ValueError as exc:
         return ParseFailure(f"invalid JSON: {exc}: {_quote(line)}")
     if not isinstance(value, dict):
-        return ParseFailure(f"not a JSON object but {_JSON_KINDS.get(type(value), type(value).__name__)}: {_quote(line)}")
+        return ParseFailure(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {_quote(line)}")
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return ParseFailure(f"invalid JSON: a \\u escape names a lone surrogate: {_quote(line)}")
     return value
-
-
-_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -241,8 +273,12 @@ class JsonStage:
         """Keys seen holding ISO dates, read as text from the start so Arrow does not infer timestamps."""
 
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
-        """Each line as a nested dict, or why it is not a JSON object (strict; see `parse_object`)."""
-        return [parse_object(line) for line in lines]
+        """Each line as a dict (nested, or flattened on request), or why it is not a JSON object (see `parse_object`)."""
+        results = [parse_object(line) for line in lines]
+        if not self.config.flatten:
+            return results
+        separator = self.config.flatten_separator
+        return [r if isinstance(r, ParseFailure) else _flattened_dict(r, separator) for r in results]
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the parsed keys added; records that are not a JSON object follow `on_error`."""
@@ -266,6 +302,8 @@ class JsonStage:
         else:
             good = batch
         fields, columns = parsed.fields, parsed.columns
+        if self.config.flatten:
+            fields, columns = _flattened(fields, columns, self.config.flatten_separator)
         if self.config.target is not None:
             struct = pa.StructArray.from_arrays(columns, fields=fields, mask=nulls)
             fields, columns = [pa.field(self.config.target, struct.type)], [struct]

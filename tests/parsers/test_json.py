@@ -232,3 +232,16 @@ def test_bad_target_type_key_is_a_spec_error() -> None:
     with pytest.raises(SpecError) as caught:
         build_stage("{type: json, feild: message}")
     assert "did you mean 'field'" in caught.value.issues[0].message
+
+
+@pytest.mark.parametrize("separator", ["_", "."], ids=["underscore", "dot"])
+def test_flatten_turns_nested_objects_into_top_level_columns(separator: str) -> None:
+    stage = build_stage(f"{{type: json, flatten: true, flatten_separator: '{separator}'}}")
+    lines = ['{"http": {"status": 200, "req": {"path": "/a"}}, "tags": [1, 2]}', '{"http": null, "x": 1}']
+    out = stage.process(batch_of(message=lines)).main
+    s = separator
+    assert out.column(f"http{s}status").to_pylist() == [200, None]
+    assert out.column(f"http{s}req{s}path").to_pylist() == ["/a", None]
+    assert out.column("tags").to_pylist() == [[1, 2], None]
+    assert "http" not in out.schema.names
+    assert stage.parse_lines(lines) == [{f"http{s}status": 200, f"http{s}req{s}path": "/a", "tags": [1, 2]}, {"http": None, "x": 1}]

@@ -45,7 +45,7 @@ def test_json_prints_one_object_per_line_in_order() -> None:
 
 @pytest.mark.parametrize(
     "line, reason",
-    [(b'{"x": NaN}', "NaN is not JSON"), (b"[1, 2]", "not a JSON object but an array"), (b"", "empty line"), (b"\xff{}", "invalid UTF-8 at byte 0")],
+    [(b'{"x": NaN}', "NaN is not JSON"), (b"[1, 2]", "JSON array is not an object"), (b"", "empty line"), (b"\xff{}", "invalid UTF-8 at byte 0")],
     ids=["nan", "array", "empty", "bad-utf8"],
 )
 def test_json_error_reasons(line: bytes, reason: str) -> None:
