@@ -12,23 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import duckdb
+
+from recording import header, record, spread  # type: ignore[import-not-found]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SAMPLE = REPO / "examples" / "app-json" / "data"
 WORK = HERE / "work"
-RESULTS = HERE / "results" / "file_json_parquet.jsonl"
 START = datetime(2015, 5, 17, 10, 0, tzinfo=timezone.utc)
 
 
@@ -92,13 +92,9 @@ def run_naive(source: Path) -> tuple[float, int, int]:
     return elapsed, rss, _rows(out)
 
 
-def _summary(name: str, runs: list[tuple[float, int, int]], lines: int) -> dict[str, object]:
-    rates = [lines / elapsed for elapsed, _, _ in runs]
+def _summary(runs: list[tuple[float, int, int]], lines: int) -> dict[str, Any]:
     return {
-        "name": name,
-        "records_per_s_median": round(statistics.median(rates)),
-        "records_per_s_min": round(min(rates)),
-        "records_per_s_max": round(max(rates)),
+        "records_per_s": spread([lines / elapsed for elapsed, _, _ in runs]),
         "peak_rss_mib": max(rss for _, rss, _ in runs),
         "rows_written": runs[0][2],
     }
@@ -116,23 +112,15 @@ def main() -> None:
         loglake_runs.append(run_loglake(source, args.workers))
         naive_runs.append(run_naive(source))
         print(f"run {index + 1}: loglake {loglake_runs[-1][0]:.2f} s, naive {naive_runs[-1][0]:.2f} s", file=sys.stderr)
-    ours, naive = _summary("loglake", loglake_runs, args.lines), _summary("naive_bytewax", naive_runs, args.lines)
+    ours, naive = _summary(loglake_runs, args.lines), _summary(naive_runs, args.lines)
     if ours["rows_written"] != naive["rows_written"]:
         raise SystemExit(f"outputs differ: loglake wrote {ours['rows_written']} rows, naive {naive['rows_written']}")
-    result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "lines": args.lines,
-        "workers": args.workers,
-        "runs": args.runs,
+    record("file_json_parquet", {
+        **header(lines=args.lines, workers=args.workers, runs=args.runs),
         "loglake": ours,
         "naive_bytewax": naive,
-        "speedup_median": round(ours["records_per_s_median"] / naive["records_per_s_median"], 1),  # type: ignore[operator]
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(result) + "\n")
-    print(json.dumps(result, indent=1))
+        "speedup_median": round(ours["records_per_s"]["median"] / naive["records_per_s"]["median"], 1),
+    })
 
 
 if __name__ == "__main__":

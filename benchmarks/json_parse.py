@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 
 from file_json_parquet import make_input  # type: ignore[import-not-found]
+from recording import header, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext
 
-RESULTS = Path(__file__).resolve().parent / "results" / "json_parse.jsonl"
 BATCH = 10_000
 
 
@@ -63,19 +60,12 @@ def main() -> None:
     for _ in range(args.runs):
         ours.append(_rate(stage.process, batches, args.lines))
         naive.append(_rate(_baseline, batches, args.lines))
-    result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
-        "lines": args.lines,
-        "runs": args.runs,
-        "json_stage_lines_per_s": {"median": round(statistics.median(ours)), "min": round(min(ours)), "max": round(max(ours))},
-        "per_line_json_loads_lines_per_s": {"median": round(statistics.median(naive)), "min": round(min(naive)), "max": round(max(naive))},
+    record("json_parse", {
+        **header(lines=args.lines, runs=args.runs),
+        "json_stage_lines_per_s": spread(ours),
+        "per_line_json_loads_lines_per_s": spread(naive),
         "ratio_median": round(statistics.median(ours) / statistics.median(naive), 1),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(result) + "\n")
-    print(json.dumps(result, indent=1))
+    })
 
 
 if __name__ == "__main__":

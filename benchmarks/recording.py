@@ -1,0 +1,35 @@
+"""What every benchmark here shares: describing the machine, summarising runs, recording a result line."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def header(**settings: Any) -> dict[str, Any]:
+    """When, on what, and with which settings a result was measured."""
+    return {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        **settings,
+    }
+
+
+def spread(rates: list[float]) -> dict[str, int]:
+    """Median, min and max of per-run rates (the machine is noisy: never quote one run)."""
+    return {"median": round(statistics.median(rates)), "min": round(min(rates)), "max": round(max(rates))}
+
+
+def record(name: str, result: dict[str, Any]) -> None:
+    """Append the result to results/<name>.jsonl and print it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with (RESULTS / f"{name}.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(result) + "\n")
+    print(json.dumps(result, indent=1))
