@@ -15,9 +15,9 @@ from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, loa
 from loglake.schemas.config import OnError
 from loglake.schemas.errors import ConfigError, SpecError, SpecIssue
 from loglake.schemas.records import conform_core_columns
-from loglake.schemas.stage import NodeContext, StageOutput, split_failures
+from loglake.schemas.stage import FlushingStage, NodeContext, StageOutput, ended_partition, split_failures
 
-__all__ = ["CompiledPipeline", "compile_pipeline", "load_and_compile", "run_stage"]
+__all__ = ["CompiledPipeline", "compile_pipeline", "load_and_compile", "run_stage", "flush_stage"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,19 @@ def load_and_compile(file: str | Path, follow: bool | None = None) -> CompiledPi
         issues.sort(key=lambda issue: (issue.line or 0, issue.column or 0))
         raise SpecError(issues, exc.file) from None
     return compile_pipeline(spec, follow)
+
+
+def flush_stage(stage: Any, ctx: NodeContext, signal: pa.RecordBatch) -> StageOutput | None:
+    """Give a stage that holds records back the chance to release them on a tick or an end marker."""
+    if not isinstance(stage, FlushingStage):
+        return None
+    with ctx.counters.timing():
+        output = stage.flush(ended_partition(signal))
+    if output is None:
+        return None
+    output.main = conform_core_columns(output.main)
+    ctx.counters.add("records_out", output.main.num_rows)
+    return output
 
 
 def run_stage(stage: Any, ctx: NodeContext, batch: pa.RecordBatch) -> StageOutput:

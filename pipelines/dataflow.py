@@ -13,10 +13,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from loglake.pipelines.checkpoint import PositionTracker
-from loglake.pipelines.compile import CompiledPipeline, run_stage
+from loglake.pipelines.compile import CompiledPipeline, flush_stage, run_stage
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.connectors import EndOfInput, Sink, SinkWriter, Source, SourcePartition
-from loglake.schemas.stage import NodeContext, NodeCounters
+from loglake.schemas.stage import NodeContext, NodeCounters, end_marker
 
 __all__ = ["RunControl", "build_dataflow"]
 
@@ -57,15 +57,18 @@ class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
         self._counters = counters
         self._awake: datetime | None = None
         self._last_emit = datetime.now(timezone.utc)
+        self._ended = False
 
     def next_batch(self) -> list[pa.RecordBatch]:
-        if self._control.stop.is_set():
+        if self._ended:
             raise StopIteration
+        if self._control.stop.is_set():
+            return self._end()
         try:
             with self._counters.timing():
                 batch = self._partition.read()
         except EndOfInput:
-            raise StopIteration from None
+            return self._end()
         now = datetime.now(timezone.utc)
         if batch is None or batch.num_rows == 0:
             self._awake = now + _IDLE_POLL
@@ -77,6 +80,11 @@ class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
         self._last_emit = now
         self._control.positions.record(self._name, self._key, self._partition.position())
         return [batch]
+
+    def _end(self) -> list[pa.RecordBatch]:
+        """Announce the end downstream (stages holding records back release them), then stop."""
+        self._ended = True
+        return [end_marker(self._key)]
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -132,10 +140,16 @@ def _step(name: str, port: str | None = None) -> str:
 
 def _stage_fn(stage: Any, ctx: NodeContext, ports: tuple[str, ...]) -> Any:
     def apply(batch: pa.RecordBatch) -> list[tuple[str | None, pa.RecordBatch]]:
-        if batch.num_rows == 0:  # an idle tick reaches every sink downstream
-            return [(None, batch), *((port, batch) for port in ports)]
+        pairs: list[tuple[str | None, pa.RecordBatch]] = []
+        if batch.num_rows == 0:  # an idle tick or an end marker: flush, then pass it on to every port
+            flushed = flush_stage(stage, ctx, batch)
+            if flushed is not None:
+                if flushed.main.num_rows:
+                    pairs.append((None, flushed.main))
+                pairs.extend((port, extra) for port, extra in flushed.extra.items() if extra.num_rows)
+            return [*pairs, (None, batch), *((port, batch) for port in ports)]
         output = run_stage(stage, ctx, batch)
-        pairs: list[tuple[str | None, pa.RecordBatch]] = [(None, output.main)]
+        pairs.append((None, output.main))
         pairs.extend((port, extra) for port, extra in output.extra.items() if extra.num_rows)
         return pairs
 

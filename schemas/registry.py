@@ -25,6 +25,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
     },
     "stage": {
         "json": "loglake.parsers.json",
+        "multiline": "loglake.parsers.multiline",
         "filter": "loglake.operators.filter",
         "eval": "loglake.operators.eval",
         "python": "loglake.operators.python",

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from loglake.schemas.config import OnError
 from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN
 
-__all__ = ["BUSY_COUNTER", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+__all__ = ["BUSY_COUNTER", "FlushingStage", "end_marker", "ended_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
 
 
 BUSY_COUNTER = "busy_us"
@@ -102,6 +102,34 @@ class Stage(Protocol):
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """Transform one batch; never raise for a bad record (route it with `split_failures`)."""
         ...
+
+
+@runtime_checkable
+class FlushingStage(Stage, Protocol):
+    """A stage that holds records back between batches (multiline joins, …) and must let them go.
+
+    The engine calls `flush` on every idle tick (`ended` is None: release what has waited too long) and
+    when a source partition ends or the run is stopping (`ended` names the partition: release what
+    belongs to it, or everything when the stage cannot tell).
+    """
+
+    def flush(self, ended: str | None) -> StageOutput | None:
+        """Records ready to go on now, or None."""
+        ...
+
+
+_END = b"loglake.end_of_partition"
+
+
+def end_marker(partition: str) -> pa.RecordBatch:
+    """The empty batch the engine sends downstream when a source partition has no more records."""
+    return pa.RecordBatch.from_pydict({}).replace_schema_metadata({_END: partition.encode()})
+
+
+def ended_partition(batch: pa.RecordBatch) -> str | None:
+    """The partition an end marker announces; None for any other batch (an idle tick, records)."""
+    metadata = batch.schema.metadata
+    return metadata[_END].decode() if metadata and _END in metadata else None
 
 
 def with_error_columns(batch: pa.RecordBatch, errors: pa.Array, node: str) -> pa.RecordBatch:
