@@ -22,6 +22,7 @@ import pyarrow.json as pj
 
 from pydantic import Field
 
+from loglake.parsers.columns import as_text, quote_line
 from loglake.schemas.config import StageConfig
 from loglake.schemas.parsing import ParseFailure, ParseResult
 from loglake.schemas.registry import register_stage
@@ -37,7 +38,6 @@ _BIG_INT = r"[:,\[]\s*-?(?:[0-9]{20}|9[2-9][0-9]{17})"
 """A JSON number that may be an integer beyond int64 (which orjson and Arrow turn into a lossy float)."""
 _LONG_DIGITS = re.compile(_BIG_INT)
 _INT64_LIMIT = 2.0**63
-_QUOTE_LIMIT = 120
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
@@ -67,26 +67,6 @@ class _Parsed:
     columns: list[pa.Array]
     failed: list[int]
     errors: list[str]
-
-
-def _quote(line: str) -> str:
-    return repr(line if len(line) <= _QUOTE_LIMIT else line[: _QUOTE_LIMIT - 1] + "…")
-
-
-def _as_text(column: pa.Array) -> pa.Array | None:
-    """The column as UTF-8 text (invalid bytes replaced by U+FFFD), or None if it does not hold text."""
-    kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return column
-    if pa.types.is_string_view(kind) or (pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type)):
-        return column.cast(pa.string())
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
-        try:
-            return column.cast(pa.string())
-        except pa.ArrowInvalid:
-            raw = column.to_pylist()
-            return pa.array([None if v is None else v.decode("utf-8", "replace") for v in raw], pa.string())
-    return None
 
 
 def _joined(lines: pa.Array) -> pa.Array:
@@ -159,8 +139,8 @@ def _problem(line: str, exc: ValueError) -> str:
     if not line.strip():
         return "empty line"
     if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON at char {exc.pos + 1}: {exc.msg}: {_quote(line)}"
-    return f"invalid JSON: {exc}: {_quote(line)}"
+        return f"invalid JSON at char {exc.pos + 1}: {exc.msg}: {quote_line(line)}"
+    return f"invalid JSON: {exc}: {quote_line(line)}"
 
 
 def _flattened(fields: list[pa.Field], columns: list[pa.Array], separator: str) -> tuple[list[pa.Field], list[pa.Array]]:
@@ -203,13 +183,13 @@ def parse_object(line: str) -> ParseResult:
     except json.JSONDecodeError as exc:
         return ParseFailure(_problem(line, exc))
     except ValueError as exc:
-        return ParseFailure(f"invalid JSON: {exc}: {_quote(line)}")
+        return ParseFailure(f"invalid JSON: {exc}: {quote_line(line)}")
     if not isinstance(value, dict):
-        return ParseFailure(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {_quote(line)}")
+        return ParseFailure(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {quote_line(line)}")
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        return ParseFailure(f"invalid JSON: a \\u escape names a lone surrogate: {_quote(line)}")
+        return ParseFailure(f"invalid JSON: a \\u escape names a lone surrogate: {quote_line(line)}")
     return value
 
 
@@ -286,7 +266,7 @@ class JsonStage:
         if rows == 0:
             return StageOutput(main=batch)
         index = batch.schema.get_field_index(self.config.field)
-        lines = _as_text(batch.column(index)) if index >= 0 else None
+        lines = as_text(batch.column(index)) if index >= 0 else None
         if lines is None:
             what = "no field" if index < 0 else f"a {batch.schema.field(index).type} field, not text, in"
             message = f"{what} '{self.config.field}'" + (" in the record" if index < 0 else "")
@@ -342,7 +322,7 @@ class JsonStage:
                 continue
             if not isinstance(value, dict):
                 failed.append(row)
-                errors.append(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {_quote(line)}")
+                errors.append(f"JSON {_JSON_KINDS.get(type(value), 'value')} is not an object: {quote_line(line)}")
                 good.append(False)
                 continue
             objects.append(value)

@@ -26,6 +26,9 @@ BUILTINS: dict[Kind, dict[str, str]] = {
     "stage": {
         "json": "loglake.parsers.json",
         "multiline": "loglake.parsers.multiline",
+        "syslog": "loglake.parsers.syslog",
+        "csv": "loglake.parsers.csv",
+        "kv": "loglake.parsers.kv",
         "filter": "loglake.operators.filter",
         "eval": "loglake.operators.eval",
         "python": "loglake.operators.python",

@@ -53,3 +53,15 @@ def test_every_code_folder_is_mapped_into_the_loglake_namespace() -> None:
 
     for package, folder in [(loglake.operators, "operators"), (loglake.parsers, "parsers"), (loglake.pipelines, "pipelines"), (loglake.schemas, "schemas")]:
         assert Path(package.__file__).resolve().parent == REPO / folder
+
+
+def test_pyproject_lists_every_package_so_wheels_are_complete() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "loglake." + ".".join(init.parent.relative_to(REPO).parts)
+        for folder in FLOORS
+        for init in (REPO / folder).rglob("__init__.py")
+    }
+    assert listed == found

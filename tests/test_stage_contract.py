@@ -40,7 +40,7 @@ def test_every_field_is_documented(registration: Registration) -> None:
     assert undocumented == []
 
 
-CONSTRUCTIBLE_STAGES = ["eval", "filter", "json", "multiline"]
+CONSTRUCTIBLE_STAGES = ["csv", "eval", "filter", "json", "kv", "multiline", "syslog"]
 
 
 @pytest.mark.parametrize("type_name", CONSTRUCTIBLE_STAGES)
