@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from loglake.pipelines.graph import PipelineGraph, build_graph
+from loglake.pipelines.nodes import config_path
 from loglake.pipelines.quality import FailureLog
 from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, load_pipeline
 from loglake.schemas.config import OnError
@@ -49,7 +50,7 @@ def _construct(
         try:
             instances[node.name] = node.registration.factory(node.config, ctx)
         except ConfigError as exc:
-            field_path = tuple(exc.field.split(".")) if exc.field else ()
+            field_path = config_path(exc.field)
             issues.append(spec.issue(exc.message, (*node.path, *field_path), node))
         except OSError as exc:
             issues.append(spec.issue(f"cannot set up: {exc}", node.path, node))

@@ -12,7 +12,14 @@ from loglake.schemas.errors import ConfigError, SpecError, SpecIssue
 from loglake.schemas.registry import Kind, Registration, lookup, type_names
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["resolve_type", "validate_config", "build_node", "did_you_mean"]
+__all__ = ["resolve_type", "validate_config", "build_node", "did_you_mean", "config_path"]
+
+
+def config_path(field: str | None) -> tuple[str | int, ...]:
+    """A ConfigError's dotted field (`patterns.1`, `fields.level`) as a YAML path; digit parts are list indices."""
+    if not field:
+        return ()
+    return tuple(int(part) if part.isdigit() else part for part in field.split("."))
 
 
 def did_you_mean(word: str, choices: list[str], what: str = "types") -> str:
@@ -80,5 +87,5 @@ def build_node(kind: Kind, name: str, raw: Any, ctx: NodeContext) -> Any:
     try:
         return registration.factory(config, ctx)
     except ConfigError as exc:
-        path = tuple(exc.field.split(".")) if exc.field else ()
+        path = config_path(exc.field)
         raise SpecError([SpecIssue(exc.message, path=path, node=name, node_type=registration.type_name)]) from None

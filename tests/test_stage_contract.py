@@ -40,7 +40,10 @@ def test_every_field_is_documented(registration: Registration) -> None:
     assert undocumented == []
 
 
-CONSTRUCTIBLE_STAGES = ["csv", "eval", "filter", "json", "kv", "multiline", "syslog"]
+CONSTRUCTIBLE_STAGES = [
+    "apache_combined", "apache_common", "apache_error", "csv", "eval", "filter", "grok", "json", "kv",
+    "multiline", "nginx_access", "nginx_error", "regex", "syslog",
+]
 
 
 @pytest.mark.parametrize("type_name", CONSTRUCTIBLE_STAGES)

@@ -1,0 +1,226 @@
+"""Matching distinct lines against compiled patterns and turning the captures into typed Arrow columns.
+
+The hot loop is one `search` and one `groups()` call per line; the tuples of captured strings become one
+Arrow struct array in one call, and everything after (empty captures, repeated names, conversions,
+nesting) is vectorised over whole columns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loglake.parsers.grok.compiler import Compiled, Kind, field_path
+from loglake.schemas.errors import ConfigError
+
+__all__ = ["Capture", "Parsed", "Matcher"]
+
+_INT = r"^[+-]?[0-9]+$"
+_FLOAT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_INT64 = (-(2**63), 2**63 - 1)
+
+Row = tuple[str | None, ...]
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One output field: its name as written, its path (`[a][b]` → a, b), its type and the row slots holding it."""
+
+    name: str
+    path: tuple[str, ...]
+    kind: Kind
+    slots: tuple[int, ...]
+    """Positions in a row; more than one when the name is captured more than once (first non-empty wins)."""
+
+
+@dataclass
+class Parsed:
+    """Captures of distinct lines as top-level columns, and which lines failed."""
+
+    fields: list[tuple[str, pa.Array]]
+    """Top-level column name and values (nested names as structs), one value per line."""
+    missed: list[int]
+    """Lines no pattern matched."""
+    problems: dict[int, str] = field(default_factory=dict)
+    """Lines that matched but whose captures could not be converted, and why."""
+
+
+def _projector(positions: list[int], width: int) -> Callable[[Row], Row] | None:
+    """Turns one pattern's groups into the shared row layout; None when they already are."""
+    if positions == list(range(width)):
+        return None
+    source = {slot: index for index, slot in enumerate(positions)}
+    picks = [source.get(slot, len(positions)) for slot in range(width)]
+    pick = itemgetter(*picks)
+    if width == 1:
+        return lambda groups: (pick((*groups, None)),)
+    return lambda groups: pick((*groups, None))
+
+
+def _kind_of(path: tuple[str, ...], name: str, kinds: Mapping[str, Kind]) -> Kind:
+    """The conversion asked for a field under any of its spellings (`a` and `[a]` are one field)."""
+    found = {kinds[other] for other in kinds if other == name or field_path(other) == path}
+    if len(found) > 1:
+        raise ConfigError(f"'{name}' is converted to both {' and '.join(sorted(found))}")
+    return found.pop() if found else "string"
+
+
+class Matcher:
+    """Configured patterns compiled once; finds the first that matches each line and builds the columns.
+
+    Safe to share between threads: all per-call state is local.
+    """
+
+    def __init__(self, patterns: Sequence[Compiled], kinds: Mapping[str, Kind], keep_empty: bool = False) -> None:
+        self.patterns = tuple(patterns)
+        self.keep_empty = keep_empty
+        slots: dict[tuple[tuple[str, ...], int], int] = {}
+        names: dict[tuple[str, ...], str] = {}
+        layouts: list[list[int]] = []
+        for pattern in self.patterns:
+            seen: Counter[tuple[str, ...]] = Counter()
+            positions = []
+            for name in pattern.names:
+                path = field_path(name)
+                names.setdefault(path, name)
+                positions.append(slots.setdefault((path, seen[path]), len(slots)))
+                seen[path] += 1
+            layouts.append(positions)
+        self.width = len(slots)
+        # rows (tuples of captured strings) become one struct array in one call, then its columns
+        self._row_type = pa.struct([(f"_{slot}", pa.string()) for slot in range(self.width)])
+        self._plans = [(pattern, _projector(positions, self.width)) for pattern, positions in zip(self.patterns, layouts)]
+        self.captures = tuple(
+            Capture(name, path, _kind_of(path, name, kinds), tuple(slot for (p, _), slot in slots.items() if p == path))
+            for path, name in names.items()
+        )
+        _check_paths(self.captures)
+        self._any_fast = any(pattern.fast for pattern in self.patterns)
+
+    def parse(self, lines: pa.Array) -> Parsed:
+        """Match each (distinct, non-null) line of a string array; captures as columns, failures by position."""
+        values: list[str] = lines.to_pylist()
+        reference_only = self._reference_only(lines)
+        rows, missed = self._match(values, reference_only)
+        slots = pa.array(rows, self._row_type).flatten() if self.width else []
+        problems: dict[int, str] = {}
+        flat = [(capture, self._column(capture, slots, problems)) for capture in self.captures]
+        return Parsed(_nest(flat), missed, problems)
+
+    def _reference_only(self, lines: pa.Array) -> list[bool] | None:
+        """Which lines only `regex` may match (not ASCII: see the compiler's docs); None when there are none."""
+        if not self._any_fast or len(lines) == 0 or pc.all(pc.string_is_ascii(lines)).as_py():
+            return None
+        flags: list[bool] = pc.invert(pc.string_is_ascii(lines)).to_pylist()
+        return flags
+
+    def _match(self, values: list[str], reference_only: list[bool] | None) -> tuple[list[Row | None], list[int]]:
+        """Each value's captures in the row layout (None where no pattern matched), and where none did.
+
+        Each match object is dropped as soon as its groups are read, so the collector has little to do.
+        """
+        if len(self._plans) == 1 and reference_only is None and self._plans[0][0].exact and self._plans[0][1] is None:
+            search = self._plans[0][0].search
+            rows: list[Row | None] = [match.groups() if match else None for match in map(search, values)]
+        else:
+            rows = [self._first_match(value, reference_only is not None and reference_only[index]) for index, value in enumerate(values)]
+        return rows, ([index for index, row in enumerate(rows) if row is None] if None in rows else [])
+
+    def _first_match(self, value: str, reference_only: bool) -> Row | None:
+        for pattern, project in self._plans:
+            match = (pattern.reference if reference_only else pattern.search)(value)
+            if match is not None:
+                groups = pattern.groups(match)
+                return groups if project is None else project(groups)
+        return None
+
+    def _column(self, capture: Capture, slots: list[pa.Array], problems: dict[int, str]) -> pa.Array:
+        """One capture's values: empty captures null (unless kept), the first non-empty of repeats, converted."""
+        parts = [slots[slot] for slot in capture.slots]
+        if not self.keep_empty:
+            parts = [_empty_as_null(part) for part in parts]
+        column = parts[0] if len(parts) == 1 else pc.coalesce(*parts)
+        if capture.kind == "string":
+            return column
+        return _convert(column, capture, problems)
+
+
+def _empty_as_null(column: pa.Array) -> pa.Array:
+    empty = pc.equal(column, "")
+    return pc.if_else(empty, pa.scalar(None, pa.string()), column) if pc.any(empty).as_py() else column
+
+
+def _convert(column: pa.Array, capture: Capture, problems: dict[int, str]) -> pa.Array:
+    """Text → int64/float64; a value that is not such a number (or overflows) fails its line."""
+    syntax, target = (_INT, pa.int64()) if capture.kind == "int" else (_FLOAT, pa.float64())
+    good = pc.fill_null(pc.match_substring_regex(column, syntax), False)
+    text = pc.if_else(good, column, pa.scalar(None, pa.string()))
+    if capture.kind == "int":
+        text = pc.replace_substring_regex(text, r"^\+", "")
+        try:
+            converted = pc.cast(text, target)
+        except pa.ArrowInvalid:  # an integer beyond int64
+            converted = pa.array([_int64_or_none(value) for value in text.to_pylist()], target)
+        fits = pc.is_valid(converted)
+    else:
+        converted = pc.cast(text, target)
+        fits = pc.fill_null(pc.is_finite(converted), False)
+    failed = pc.and_(pc.is_valid(column), pc.invert(pc.and_(good, fits)))
+    if not pc.any(failed).as_py():
+        return converted
+    raw = column.to_pylist()
+    article = "an int" if capture.kind == "int" else "a float"
+    for index in pc.indices_nonzero(failed).to_pylist():
+        problems.setdefault(index, f"{capture.name} {raw[index]!r} is not {article} (64-bit)")
+    return pc.if_else(failed, pa.scalar(None, target), converted)
+
+
+def _int64_or_none(value: str | None) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    return number if _INT64[0] <= number <= _INT64[1] else None
+
+
+def _check_paths(captures: Sequence[Capture]) -> None:
+    """No field may be both a value and the parent of another (`a` and `[a][b]`)."""
+    for capture in captures:
+        for other in captures:
+            if len(other.path) > len(capture.path) and other.path[: len(capture.path)] == capture.path:
+                raise ConfigError(f"'{capture.name}' is captured both as a value and as the parent of '{other.name}'")
+
+
+def _nest(flat: list[tuple[Capture, pa.Array]]) -> list[tuple[str, pa.Array]]:
+    """Captures as top-level columns: `[a][b]` and `[a][c]` become struct `a` (null where all its fields are)."""
+    tree: dict[str, Any] = {}
+    for capture, column in flat:
+        node = tree
+        for part in capture.path[:-1]:
+            node = node.setdefault(part, {})
+        node[capture.path[-1]] = column
+
+    def build(node: dict[str, Any]) -> list[tuple[str, pa.Array]]:
+        out = []
+        for name, value in node.items():
+            if isinstance(value, dict):
+                children = build(value)
+                arrays = [array for _, array in children]
+                value = pa.StructArray.from_arrays(arrays, names=[child for child, _ in children], mask=_all_null(arrays))
+            out.append((name, value))
+        return out
+
+    return build(tree)
+
+
+def _all_null(arrays: list[pa.Array]) -> pa.Array:
+    mask = pc.is_null(arrays[0])
+    for array in arrays[1:]:
+        mask = pc.and_(mask, pc.is_null(array))
+    return mask
+
