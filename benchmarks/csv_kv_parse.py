@@ -22,7 +22,6 @@ import io
 import random
 import re
 import statistics
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -32,7 +31,7 @@ import pyarrow as pa
 
 import loglake.parsers.csv  # noqa: F401  (registers the stages until the registry lists them)
 import loglake.parsers.kv  # noqa: F401
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import header, rate, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext
 
@@ -90,13 +89,6 @@ def _naive_kv(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(records)
 
 
-def _rate(work: Callable[[pa.RecordBatch], object], batches: list[pa.RecordBatch], lines: int) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        work(batch)
-    return lines / (time.perf_counter() - started)
-
-
 def _stage(config: dict[str, Any]) -> Any:
     return build_node("stage", "parse", config, NodeContext(node="parse"))
 
@@ -119,7 +111,7 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.runs):
         for name, (kind, work) in cases.items():
-            rates[name].append(_rate(work, inputs[kind], args.lines))
+            rates[name].append(rate(work, inputs[kind], args.lines))
     median = {name: statistics.median(values) for name, values in rates.items()}
     record("csv_kv_parse", {
         **header(lines=args.lines, runs=args.runs),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ import pyarrow.compute as pc
 from pygrok import Grok  # type: ignore[import-untyped]
 
 import loglake.parsers.grok  # noqa: F401  (registers the stage until the registry lists it)
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import header, rate, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext
 
@@ -77,10 +76,7 @@ def _measure(contenders: dict[str, Callable[[pa.RecordBatch], object]], batches:
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(runs):
         for name, work in contenders.items():
-            started = time.perf_counter()
-            for batch in batches:
-                work(batch)
-            rates[name].append(lines / (time.perf_counter() - started))
+            rates[name].append(rate(work, batches, lines))
     return rates
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
 from file_json_parquet import make_input  # type: ignore[import-not-found]
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import header, rate, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext
 
@@ -42,13 +40,6 @@ def _baseline(batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(records)
 
 
-def _rate(work: Callable[[pa.RecordBatch], object], batches: list[pa.RecordBatch], lines: int) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        work(batch)
-    return lines / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
@@ -58,8 +49,8 @@ def main() -> None:
     stage = build_node("stage", "parse", {"type": "json"}, NodeContext(node="parse"))
     ours, naive = [], []
     for _ in range(args.runs):
-        ours.append(_rate(stage.process, batches, args.lines))
-        naive.append(_rate(_baseline, batches, args.lines))
+        ours.append(rate(stage.process, batches, args.lines))
+        naive.append(rate(_baseline, batches, args.lines))
     record("json_parse", {
         **header(lines=args.lines, runs=args.runs),
         "json_stage_lines_per_s": spread(ours),

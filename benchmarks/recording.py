@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import statistics
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,14 @@ def header(**settings: Any) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         **settings,
     }
+
+
+def rate(work: Callable[[Any], object], batches: Iterable[Any], lines: int) -> float:
+    """Lines per second of `work` applied to every batch in turn."""
+    started = time.perf_counter()
+    for batch in batches:
+        work(batch)
+    return lines / (time.perf_counter() - started)
 
 
 def spread(rates: list[float]) -> dict[str, int]:

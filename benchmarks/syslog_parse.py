@@ -18,15 +18,13 @@ import json
 import random
 import re
 import statistics
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import header, rate, record, spread  # type: ignore[import-not-found]
 import loglake.parsers.syslog  # noqa: F401  (registers `syslog` until the registry lists it)
 from loglake.parsers.syslog import FACILITIES, SEVERITIES
 from loglake.pipelines.nodes import build_node
@@ -111,13 +109,6 @@ def _check_agreement(ours: pa.RecordBatch, naive: pa.RecordBatch) -> None:
         assert ours.column(name).to_pylist() == naive.column(name).to_pylist(), f"the two parsers disagree on {name}"
 
 
-def _rate(work: Callable[[pa.RecordBatch], object], batches: list[pa.RecordBatch], lines: int) -> float:
-    started = time.perf_counter()
-    for batch in batches:
-        work(batch)
-    return lines / (time.perf_counter() - started)
-
-
 def main() -> None:
     """Check that both parsers agree, then time them alternately and record the result."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,8 +125,8 @@ def main() -> None:
         _check_agreement(stage.process(batch).main, naive_parse(batch, 2023)[0])
     ours, naive = [], []
     for _ in range(args.runs):
-        ours.append(_rate(stage.process, batches, args.lines))
-        naive.append(_rate(lambda batch: naive_parse(batch, 2023), batches, args.lines))
+        ours.append(rate(stage.process, batches, args.lines))
+        naive.append(rate(lambda batch: naive_parse(batch, 2023), batches, args.lines))
     record("syslog_parse", {
         **header(lines=args.lines, runs=args.runs, batch=args.batch, cores_used=1),
         "syslog_stage_lines_per_s": spread(ours),

@@ -22,7 +22,7 @@ import pyarrow.json as pj
 
 from pydantic import Field
 
-from loglake.parsers.columns import as_text, quote_line
+from loglake.parsers.columns import lines_of, quote_line
 from loglake.schemas.config import StageConfig
 from loglake.schemas.parsing import ParseFailure, ParseResult
 from loglake.schemas.registry import register_stage
@@ -262,15 +262,10 @@ class JsonStage:
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the parsed keys added; records that are not a JSON object follow `on_error`."""
+        lines = lines_of(batch, self.config.field, self.ctx.node, self.config.on_error)
+        if isinstance(lines, StageOutput):
+            return lines
         rows = batch.num_rows
-        if rows == 0:
-            return StageOutput(main=batch)
-        index = batch.schema.get_field_index(self.config.field)
-        lines = as_text(batch.column(index)) if index >= 0 else None
-        if lines is None:
-            what = "no field" if index < 0 else f"a {batch.schema.field(index).type} field, not text, in"
-            message = f"{what} '{self.config.field}'" + (" in the record" if index < 0 else "")
-            return split_failures(batch.slice(0, 0), batch, [message] * rows, self.ctx.node, self.config.on_error)
         parsed = self._parse(lines)
         nulls = lines.is_null()
         if parsed.failed:

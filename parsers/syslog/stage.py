@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from loglake.parsers.columns import as_text
+from loglake.parsers.columns import lines_of
 from loglake.parsers.syslog.columns import COLUMNS, parse_column
 from loglake.parsers.syslog.grammar import TimeRules
 from loglake.parsers.syslog.lines import as_output, parse_line
@@ -83,15 +83,10 @@ class SyslogStage:
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the syslog columns set; lines that are not syslog follow `on_error`."""
+        lines = lines_of(batch, self.config.field, self.ctx.node, self.config.on_error)
+        if isinstance(lines, StageOutput):
+            return lines
         rows = batch.num_rows
-        if rows == 0:
-            return StageOutput(main=batch)
-        index = batch.schema.get_field_index(self.config.field)
-        lines = as_text(batch.column(index)) if index >= 0 else None
-        if lines is None:
-            what = "no field" if index < 0 else f"a {batch.schema.field(index).type} field, not text, in"
-            message = f"{what} '{self.config.field}'" + (" in the record" if index < 0 else "")
-            return split_failures(batch.slice(0, 0), batch, [message] * rows, self.ctx.node, self.config.on_error)
         parsed = parse_column(lines, self.config.format, self._times())
         nulls = lines.is_null()
         columns = parsed.columns
