@@ -21,7 +21,7 @@ from loglake.schemas.errors import SpecError, SpecIssue
 from loglake.schemas.parsing import LineParser, ParseFailure
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["ParserCommand", "PARSER_COMMANDS", "add_parse_command", "run_parse"]
+__all__ = ["ParserCommand", "ParseOptionsError", "PARSER_COMMANDS", "add_parse_command", "run_parse"]
 
 INPUT_FIELD = "message"
 _CHUNK = 1024
@@ -36,6 +36,18 @@ class ParserCommand:
     to_config: Callable[[argparse.Namespace], dict[str, Any]]
 
 
+class ParseOptionsError(SpecError):
+    """Options `loglake parse` cannot build a parser from (exit 2), worded for the command line, not a file."""
+
+    def __init__(self, parser: str, issues: list[SpecIssue]) -> None:
+        self.parser = parser
+        super().__init__(issues)
+
+    def render(self) -> str:
+        """`loglake parse grok: grok pattern '%{NOPE}': unknown pattern name 'NOPE'`, one line per problem."""
+        return "\n".join(f"loglake parse {self.parser}: {issue.message}" for issue in self.issues)
+
+
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
     """A parser with no options of its own."""
 
@@ -46,7 +58,7 @@ def _definitions(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, regex = item.partition("=")
         if not sep or not name:
-            raise SpecError([SpecIssue(f"--pattern takes NAME=REGEX, got {item!r}")])
+            raise ParseOptionsError("grok", [SpecIssue(f"--pattern takes NAME=REGEX, got {item!r}")])
         out[name] = regex
     return out
 
@@ -176,7 +188,10 @@ def run_parse(args: argparse.Namespace, stdin: IO[bytes] | None = None, stdout: 
     """Build the parser (exit 2 via SpecError on bad options), then stream stdin to stdout."""
     command: ParserCommand = args.parser_command
     config = {"field": INPUT_FIELD, "on_error": "keep", **command.to_config(args)}
-    stage = build_node("stage", args.parser, config, NodeContext(node=args.parser))
+    try:
+        stage = build_node("stage", args.parser, config, NodeContext(node=args.parser))
+    except SpecError as exc:
+        raise ParseOptionsError(args.parser, exc.issues) from None
     assert isinstance(stage, LineParser), f"{args.parser} has no parse_lines"
     source = stdin if stdin is not None else sys.stdin.buffer
     sink = stdout if stdout is not None else sys.stdout

@@ -61,3 +61,18 @@ def test_empty_input_prints_nothing() -> None:
 def test_unknown_parser_is_a_usage_error() -> None:
     done = _parse("nope", data=b"x\n")
     assert done.returncode == 2 and b"invalid choice: 'nope'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["grok", "%{NOPE}"], "loglake parse grok: grok pattern '%{NOPE}': unknown pattern name 'NOPE'"),
+        (["grok", "--pattern", "X", "%{X}"], "loglake parse grok: --pattern takes NAME=REGEX, got 'X'"),
+        (["syslog", "--tz", "Mars/Base"], "loglake parse syslog: unknown time zone 'Mars/Base'"),
+    ],
+    ids=["unknown-pattern", "bad-definition", "bad-zone"],
+)
+def test_bad_options_exit_2_with_one_line_and_no_traceback(args: list[str], message: str) -> None:
+    done = _parse(*args, data=b"line\n")
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().startswith(message) and b"Traceback" not in done.stderr
