@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/file_json_parquet.py
+	$(BIN)/python benchmarks/file_json_parquet.py --lines 1000000 --runs 5
 
 schema: $(STAMP)
 	$(BIN)/loglake schema -o schemas/pipeline.schema.json

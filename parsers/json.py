@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -172,6 +173,35 @@ def _flattened_dict(value: dict[str, Any], separator: str, prefix: str = "") -> 
     return out
 
 
+def _reject_non_standard(lines: pa.Array, parsed: _Parsed) -> _Parsed:
+    """Fail the lines Arrow's reader accepted but RFC 8259 does not (NaN, Infinity), as `parse_object` does.
+
+    Only lines whose text holds `NaN` or `Infinity` are re-read, strictly; most batches have none.
+    """
+    suspect = pc.or_(pc.match_substring(lines, "NaN"), pc.match_substring(lines, "Infinity"))
+    if not pc.any(pc.fill_null(suspect, False)).as_py():
+        return parsed
+    already = set(parsed.failed)
+    texts = lines.to_pylist()
+    rejected: dict[int, str] = {}
+    for row in np.flatnonzero(pc.fill_null(suspect, False).to_numpy(zero_copy_only=False)).tolist():
+        if row not in already:
+            result = parse_object(texts[row])
+            if isinstance(result, ParseFailure):
+                rejected[row] = result.reason
+    if not rejected:
+        return parsed
+    good_rows = [row for row in range(len(lines)) if row not in already]
+    keep = pa.array([row not in rejected for row in good_rows], pa.bool_())
+    failures = sorted([*zip(parsed.failed, parsed.errors), *rejected.items()])
+    return _Parsed(
+        parsed.fields,
+        [column.filter(keep) for column in parsed.columns],
+        [row for row, _ in failures],
+        [error for _, error in failures],
+    )
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
@@ -266,7 +296,7 @@ class JsonStage:
         if isinstance(lines, StageOutput):
             return lines
         rows = batch.num_rows
-        parsed = self._parse(lines)
+        parsed = _reject_non_standard(lines, self._parse(lines))
         nulls = lines.is_null()
         if parsed.failed:
             ok = [True] * rows

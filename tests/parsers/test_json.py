@@ -245,3 +245,15 @@ def test_flatten_turns_nested_objects_into_top_level_columns(separator: str) -> 
     assert out.column("tags").to_pylist() == [[1, 2], None]
     assert "http" not in out.schema.names
     assert stage.parse_lines(lines) == [{f"http{s}status": 200, f"http{s}req{s}path": "/a", "tags": [1, 2]}, {"http": None, "x": 1}]
+
+
+def test_nan_and_infinity_fail_as_in_loglake_parse_but_the_words_in_strings_do_not() -> None:
+    stage = build_stage("{type: json}")
+    lines = ['{"x": NaN}', '{"msg": "NaN is not a number", "n": 1}', '{"y": -Infinity}', '{"z": 2.5}']
+    out = stage.process(batch_of(message=lines))
+    assert out.main.column("msg").to_pylist() == ["NaN is not a number", None]
+    assert out.main.column("z").to_pylist() == [None, 2.5]
+    dropped = out.extra["dropped"]
+    assert dropped.column("message").to_pylist() == ['{"x": NaN}', '{"y": -Infinity}']
+    assert all("RFC 8259" in error for error in dropped.column("_error").to_pylist())
+    assert [isinstance(r, dict) for r in stage.parse_lines(lines)] == [False, True, False, True]
