@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import io
 import logging
@@ -13,6 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import Field
 
+from loglake.operators.file_follow import DISCOVERY_PREFIX, DiscoveryPartition, positions_by_path
 from loglake.operators.lines import CHUNK_SIZE, LineReader, LinesConfig
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import ConfigError, TerminalError
@@ -47,23 +49,52 @@ class FileConfig(LinesConfig):
 
 @register_source(FileConfig)
 class FileSource:
-    """A fixed, sorted set of files, one partition per file (named by its absolute path)."""
+    """The files matched at start, one partition each (named by its absolute path); in follow mode also one
+    discovery partition per glob, for files that appear later (see `file_follow`)."""
 
     def __init__(self, config: FileConfig, ctx: NodeContext) -> None:
         self._config = config
         self._ctx = ctx
         self._follow = config.follow if ctx.follow is None else ctx.follow
         self._paths = _expand_paths(config.paths, ctx, self._follow)
+        globs = [os.path.normpath(ctx.resolve(p)) for p in config.paths if _GLOB_CHARS.search(p)] if self._follow else []
+        self._globs = list(dict.fromkeys(globs))
 
     def partitions(self) -> list[str]:
-        """The matched files' absolute paths, sorted."""
-        return list(self._paths)
+        """The matched files' absolute paths, sorted, then the discovery partitions in pattern order."""
+        return [*self._paths, *(DISCOVERY_PREFIX + pattern for pattern in self._globs)]
 
-    def open(self, partition: str, resume: Any | None) -> FilePartition:
+    def open(self, partition: str, resume: Any | None) -> FilePartition | DiscoveryPartition:
         """Read one file, from a position `FilePartition.position` returned earlier or from `start_at`."""
+        if partition.startswith(DISCOVERY_PREFIX) and partition[len(DISCOVERY_PREFIX):] in self._globs:
+            return self._discovery(partition[len(DISCOVERY_PREFIX):], resume)
         if partition not in self._paths:
             raise ValueError(f"{self._ctx.node}: '{partition}' is not one of this source's files")
         return FilePartition(partition, self._config, self._ctx, self._follow, resume)
+
+    def remap_positions(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's positions keyed by this run's partitions: a file found by discovery last time may
+        have its own partition now, and a file named at start last time may be a discovery's now."""
+        by_path = positions_by_path(saved)
+        remapped: dict[str, Any] = {path: by_path[path] for path in self._paths if path in by_path}
+        for pattern in self._globs:
+            remapped[DISCOVERY_PREFIX + pattern] = {p: pos for p, pos in by_path.items() if p not in self._paths}
+        return remapped
+
+    def _discovery(self, pattern: str, resume: Any | None) -> DiscoveryPartition:
+        earlier = self._globs[: self._globs.index(pattern)]
+        at_start = set(self._paths)
+
+        def claimed(path: str) -> bool:
+            """Read elsewhere: a partition of its own, or an earlier pattern's discovery."""
+            return path in at_start or any(fnmatch.fnmatchcase(path, other) for other in earlier)
+
+        def open_file(path: str, position: Any) -> FilePartition:
+            return FilePartition(path, self._config, self._ctx, True, position)
+
+        interval = max(self._config.poll_interval.total_seconds() * 8, 1.0)
+        saved = resume if isinstance(resume, dict) else None
+        return DiscoveryPartition(pattern, claimed, open_file, saved, interval, self._ctx.node)
 
 
 class FilePartition:
@@ -274,7 +305,7 @@ def _expand_paths(patterns: list[str], ctx: NodeContext, follow: bool) -> list[s
 def _expand_glob(pattern: str, resolved: str, follow: bool) -> tuple[list[str], str | None]:
     files = [os.path.normpath(match) for match in glob.glob(resolved, recursive=True) if os.path.isfile(match)]
     if not files:
-        return [], f"no file matches {_quoted(pattern, resolved)}"
+        return [], None if follow else f"no file matches {_quoted(pattern, resolved)}"  # a follower waits for them
     unreadable = [name for name in files if not os.access(name, os.R_OK)]
     if unreadable:
         return [], f"cannot read '{unreadable[0]}' (matched by '{pattern}'): permission denied"

@@ -76,7 +76,7 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
     """Run an already compiled pipeline."""
     spec = compiled.spec
     checkpoint = checkpoint_path(spec.lake_dir, spec.name)
-    resume = {} if options.reset else load_checkpoint(checkpoint)
+    resume = {} if options.reset else _remapped(compiled, load_checkpoint(checkpoint))
     control = RunControl(PositionTracker(resume))
     flow = build_dataflow(compiled, control)
     started = time.perf_counter()
@@ -103,6 +103,16 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
             if hasattr(inst, "dataset_dir") and hasattr(inst, "dataset_name")
         },
     )
+
+
+def _remapped(compiled: CompiledPipeline, saved: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Saved positions re-keyed by sources whose partitions can change between runs (`remap_positions`)."""
+    out = dict(saved)
+    for name, positions in saved.items():
+        remap = getattr(compiled.instances.get(name), "remap_positions", None)
+        if remap is not None:
+            out[name] = remap(positions)
+    return out
 
 
 def _reports(compiled: CompiledPipeline) -> list[NodeReport]:

@@ -44,7 +44,12 @@ class Source(Protocol):
         ...
 
     def open(self, partition: str, resume: Any | None) -> SourcePartition:
-        """Open a partition, resuming from a position previously returned by `SourcePartition.position`."""
+        """Open a partition, resuming from a position previously returned by `SourcePartition.position`.
+
+        A source whose partitions can change between runs (files found after start) may also define
+        `remap_positions(saved: dict[str, Any]) -> dict[str, Any]`, which re-keys a checkpoint's positions
+        by this run's partitions before any is opened.
+        """
         ...
 
 

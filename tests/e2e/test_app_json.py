@@ -93,7 +93,7 @@ def test_a_second_run_resumes_from_the_checkpoint(loglake: Runner, app_json: Pat
     assert open_lake(pipeline=app_json).sql("SELECT count(*) FROM app").fetchall() == [(len(kept),)]
 
 
-def test_follow_mode_tails_files_until_sigint_and_commits(app_json: Path, tmp_path: Path) -> None:
+def test_follow_mode_tails_files_and_finds_new_ones_until_sigint(app_json: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(loglake_command("run", str(app_json), "--follow"), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)
@@ -101,7 +101,8 @@ def test_follow_mode_tails_files_until_sigint_and_commits(app_json: Path, tmp_pa
         line = data.read_text().splitlines()[0].replace('"level":"INFO"', '"level":"Fatal"')
         with data.open("a") as handle:
             handle.write(line + "\n")
-        time.sleep(2)
+        (app_json.parent / "data" / "app-3.jsonl").write_text(line.replace("web-", "new-") + "\n")  # a file that appears
+        time.sleep(3.5)
         assert process.poll() is None, "follow mode ended by itself"
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)
@@ -112,7 +113,8 @@ def test_follow_mode_tails_files_until_sigint_and_commits(app_json: Path, tmp_pa
     kept, _ = _expected(app_json.parent / "data")
     con = open_lake(pipeline=app_json)
     assert con.sql("SELECT count(*) FROM app").fetchall() == [(len(kept),)]
-    assert con.sql("SELECT count(*) FROM app WHERE level = 'fatal'").fetchall() == [(1,)]
+    assert con.sql("SELECT count(*) FROM app WHERE level = 'fatal'").fetchall() == [(2,)]
+    assert con.sql("SELECT count(*) FROM app WHERE source LIKE '%app-3.jsonl'").fetchall() == [(1,)]
 
 
 @pytest.mark.parametrize("workers", ["1"])

@@ -399,3 +399,51 @@ def test_an_unreadable_file_is_a_located_spec_error(tmp_path: Path, monkeypatch:
     [issue] = caught.value.issues
     assert issue.path == ("paths",)
     assert issue.message == f"cannot read 'secret.log' ({tmp_path / 'secret.log'}): permission denied"
+
+
+# --- follow mode: files that appear after the start ---------------------------------------------------
+
+
+def _poll_all(source: object, partitions: dict[str, object], rounds: int = 40) -> list[tuple[str, int]]:
+    """(file name, line) of everything the partitions return within a few polls."""
+    seen: list[tuple[str, int]] = []
+    for _ in range(rounds):
+        for partition in partitions.values():
+            batch = partition.read()  # type: ignore[attr-defined]
+            if batch is not None and batch.num_rows:
+                seen += [(Path(s).name, n) for s, n in zip(batch.column("source").to_pylist(), batch.column("_line").to_pylist())]
+        time.sleep(0.01)
+    return seen
+
+
+def test_follow_picks_up_files_that_appear_later_and_resumes_them(tmp_path: Path) -> None:
+    from loglake.operators.file_follow import DISCOVERY_PREFIX
+
+    (tmp_path / "app-1.log").write_text("a1\na2\n")
+    snippet = "{type: file, paths: ['*.log'], poll_interval: 10ms}"
+    source = build_source(snippet, base_dir=tmp_path, follow=True)
+    names = source.partitions()
+    assert names == [str(tmp_path / "app-1.log"), DISCOVERY_PREFIX + str(tmp_path / "*.log")]
+    partitions = {name: source.open(name, None) for name in names}
+    assert _poll_all(source, partitions) == [("app-1.log", 1), ("app-1.log", 2)]
+    (tmp_path / "app-2.log").write_text("b1\nb2\n")
+    partitions[names[1]]._next_scan = 0  # type: ignore[attr-defined]  (don't wait a scan interval)
+    assert _poll_all(source, partitions) == [("app-2.log", 1), ("app-2.log", 2)]
+    saved = {name: partition.position() for name, partition in partitions.items()}  # type: ignore[attr-defined]
+    assert set(saved[names[1]]) == {str(tmp_path / "app-2.log")}
+
+    # Restart: app-2.log now exists at start and gets its own partition; its position carries over.
+    with (tmp_path / "app-2.log").open("a") as handle:
+        handle.write("b3\n")
+    again = build_source(snippet, base_dir=tmp_path, follow=True)
+    remapped = again.remap_positions(saved)
+    assert set(again.partitions()) == {str(tmp_path / "app-1.log"), str(tmp_path / "app-2.log"), names[1]}
+    resumed = {name: again.open(name, remapped.get(name)) for name in again.partitions()}
+    assert _poll_all(again, resumed) == [("app-2.log", 3)]
+
+
+def test_a_glob_matching_nothing_yet_is_fine_in_follow_mode(tmp_path: Path) -> None:
+    source = build_source("{type: file, paths: ['logs/*.log']}", base_dir=tmp_path, follow=True)
+    assert [name.split(":")[0] for name in source.partitions()] == ["discover"]
+    with pytest.raises(SpecError, match="no file matches"):
+        build_source("{type: file, paths: ['logs/*.log']}", base_dir=tmp_path, follow=False)
