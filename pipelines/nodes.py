@@ -74,6 +74,7 @@ def validate_config(registration: Registration, name: str, raw: dict[str, Any]) 
                 path=tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))),
                 node=name,
                 node_type=registration.type_name,
+                about_key=error["type"] == "extra_forbidden",
             )
             for error in exc.errors()
         ]

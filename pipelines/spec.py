@@ -186,8 +186,7 @@ def _validate_node(
         config = validate_config(registration, name, raw)
     except SpecError as exc:
         for issue in exc.issues:
-            at_key = issue.message.startswith("unknown key")
-            issues.append(located.issue(issue.message, (*path, *issue.path), name, issue.node_type, at_key=at_key))
+            issues.append(located.issue(issue.message, (*path, *issue.path), name, issue.node_type, at_key=issue.about_key))
         return None
     return NodeSpec(name, kind, registration, config, path=path)
 

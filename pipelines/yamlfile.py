@@ -42,7 +42,9 @@ class LocatedYaml:
     ) -> SpecIssue:
         """A SpecIssue located at `path` in this file (at its key rather than its value with `at_key`)."""
         line, column = self.locate(path, at_key)
-        return SpecIssue(message, path=path, node=node, node_type=node_type, file=self.file, line=line, column=column)
+        return SpecIssue(
+            message, path=path, node=node, node_type=node_type, file=self.file, line=line, column=column, about_key=at_key
+        )
 
 
 class _Builder:

@@ -30,6 +30,8 @@ class SpecIssue:
     file: str | None = None
     line: int | None = None
     column: int | None = None
+    about_key: bool = False
+    """The problem is the key itself (unknown, misspelt), so it is located at the key rather than its value."""
 
     @property
     def dotted_path(self) -> str:
