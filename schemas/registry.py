@@ -39,6 +39,8 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "filter": "loglake.operators.filter",
         "eval": "loglake.operators.eval",
         "python": "loglake.operators.python",
+        "geoip": "loglake.operators.geoip",
+        "user_agent": "loglake.operators.user_agent",
         "lookup": "loglake.operators.lookup",
         "dedupe": "loglake.operators.dedupe",
         "timestamp": "loglake.operators.timestamp",
