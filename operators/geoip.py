@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import maxminddb
@@ -52,6 +53,21 @@ _OFFERED: tuple[tuple[str, tuple[str, ...]], ...] = (
 """Fields each kind of database offers, by a word of its `database_type` (checked in order)."""
 
 
+DEMO_DATABASE = "geolite2-demo"
+"""The `database` value that names the GeoLite2 City database shipped in the `maxminddb-geolite2` wheel."""
+
+
+def _demo_database() -> Path:
+    """The demo database's file; a ConfigError naming the extra to install when it is missing."""
+    try:
+        from _maxminddb_geolite2 import geolite2_database
+    except ImportError:
+        raise ConfigError(
+            f"'{DEMO_DATABASE}' needs the maxminddb-geolite2 package: pip install 'loglake[demo]'", field="database"
+        ) from None
+    return Path(geolite2_database())
+
+
 class GeoipConfig(StageConfig):
     """Look an IP address up in a MaxMind (`.mmdb`) database and add a struct of location or network fields.
 
@@ -66,7 +82,7 @@ class GeoipConfig(StageConfig):
     field: str
     """Column holding the IP address (IPv4 or IPv6)."""
     database: str
-    """Path to the MaxMind `.mmdb` file (City, Country or ASN), relative to the pipeline file's folder."""
+    """Path to the MaxMind `.mmdb` file (City, Country or ASN), relative to the pipeline file's folder; `geolite2-demo` names the 2018 GeoLite2 City database of the `demo` extra."""
     target: str = "geo"
     """Struct column to write; replaced if present."""
     fields: list[GeoField] | None = Field(default=None, min_length=1)
@@ -100,7 +116,7 @@ class GeoipStage:
     def __init__(self, config: GeoipConfig, ctx: NodeContext) -> None:
         self.config = config
         self.ctx = ctx
-        path = ctx.resolve(config.database)
+        path = _demo_database() if config.database == DEMO_DATABASE else ctx.resolve(config.database)
         if not path.is_file():
             raise ConfigError(f"file '{config.database}' not found (looked for {path})", field="database")
         try:
