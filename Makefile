@@ -19,6 +19,7 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/loglake validate examples/app-json/pipeline.yaml
+	$(BIN)/loglake test examples/app-json/pipeline.yaml
 	rm -rf examples/app-json/lake
 	$(BIN)/loglake run examples/app-json/pipeline.yaml
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT level, count(*) AS records FROM app GROUP BY level ORDER BY records DESC"

@@ -29,8 +29,6 @@ from typing import Any
 
 import pyarrow as pa
 
-import loglake.parsers.csv  # noqa: F401  (registers the stages until the registry lists them)
-import loglake.parsers.kv  # noqa: F401
 from recording import header, rate, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext

@@ -34,8 +34,6 @@ from recording import header, rate, record, spread  # type: ignore[import-not-fo
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext
 
-import loglake.operators.geoip  # noqa: F401 - registers the stage until the registry lists it
-import loglake.operators.user_agent  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 APACHE_LOG = ROOT.parent / "shared" / "data" / "apache_access_10k.log"

@@ -23,7 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pygrok import Grok  # type: ignore[import-untyped]
 
-import loglake.parsers.grok  # noqa: F401  (registers the stage until the registry lists it)
 from recording import header, rate, record, spread  # type: ignore[import-not-found]
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.stage import NodeContext

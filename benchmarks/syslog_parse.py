@@ -25,7 +25,6 @@ from typing import Any
 import pyarrow as pa
 
 from recording import header, rate, record, spread  # type: ignore[import-not-found]
-import loglake.parsers.syslog  # noqa: F401  (registers `syslog` until the registry lists it)
 from loglake.parsers.syslog import FACILITIES, SEVERITIES
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.records import normalize_level

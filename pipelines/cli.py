@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loglake.pipelines.parse_cli import add_parse_command
+from loglake.pipelines.pipeline_tests import add_test_command
 from loglake.schemas.errors import LoglakeError, SpecError
 
 __all__ = ["main", "build_parser"]
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=_cmd_schema)
 
     add_parse_command(commands)
+    add_test_command(commands)
 
     query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
     query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')

@@ -41,6 +41,8 @@ class PipelineHeader(BaseModel):
     """Where they go: name → sink node."""
     dead_letter: dict[str, Any] | None = None
     """The sink for failed records that no node consumes (`<node>.dropped`); default: the `dead_letter` dataset in the lake."""
+    tests: list[dict[str, Any]] | None = None
+    """Test cases `loglake test` runs in-process (or put them in `<pipeline stem>.tests.yaml`)."""
 
 
 def _union(kind: str) -> Any:

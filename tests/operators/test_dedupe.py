@@ -8,7 +8,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.dedupe  # noqa: F401 - registers the stage until the registry lists it
 from loglake.schemas.errors import SpecError
 from tests.support import batch_of, build_stage
 

@@ -8,7 +8,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.geoip  # noqa: F401 - registers the stage until the registry lists it
 from loglake.schemas.errors import SpecError
 from tests.operators.mmdb_fixtures import write_asn_db, write_city_db
 from tests.support import batch_of, build_stage

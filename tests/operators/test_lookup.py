@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import loglake.operators.lookup  # noqa: F401 - registers the stage until the registry lists it
 from loglake.schemas.errors import SpecError
 from tests.support import batch_of, build_stage
 

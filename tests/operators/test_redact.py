@@ -8,7 +8,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.redact  # noqa: F401  (registers the stage)
 from loglake.schemas.errors import SpecError
 from tests.support import APACHE_LOG, batch_of, build_stage
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-import loglake.operators.sample  # noqa: F401  (registers the stage)
 from loglake.schemas.errors import SpecError
 from tests.support import APACHE_LOG, batch_of, build_stage
 

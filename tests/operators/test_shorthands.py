@@ -8,7 +8,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.shorthands  # noqa: F401  (registers the stages)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.records import TIMESTAMP_TYPE
 from tests.support import batch_of, build_stage

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from loglake.operators import sql
+from loglake.operators.sql import evaluate
 from loglake.operators.sql import SqlEvaluator, compile_expression
 from loglake.schemas.errors import ConfigError
 from tests.support import batch_of
@@ -109,13 +110,13 @@ def test_failing_rows_are_isolated_with_their_own_message() -> None:
 
 def test_bisection_costs_log_n_queries_per_bad_row(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real_run = sql._run
+    real_run = evaluate._run
 
     def counting_run(statement: str, loglake_batch: pa.RecordBatch) -> list[pa.Array]:
         calls.append(loglake_batch.num_rows)
         return real_run(statement, loglake_batch)
 
-    monkeypatch.setattr(sql, "_run", counting_run)
+    monkeypatch.setattr(evaluate, "_run", counting_run)
     codes = [str(i) for i in range(4096)]
     codes[3000] = "x"
     result = _evaluate(batch_of(code=codes), n="CAST(code AS INTEGER)")
@@ -139,7 +140,7 @@ def test_schema_error_fails_every_row_at_once_and_names_the_missing_column() -> 
 
 
 def test_query_budget_stops_isolating_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sql, "MAX_QUERIES_PER_BATCH", 4)
+    monkeypatch.setattr(evaluate, "MAX_QUERIES_PER_BATCH", 4)
     result = _evaluate(batch_of(code=["x"] * 64), n="CAST(code AS INTEGER)")
     assert result.failed == list(range(64))
     assert any("not isolated" in error for error in result.errors)

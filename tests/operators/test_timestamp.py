@@ -9,7 +9,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.timestamp  # noqa: F401  (registers the stage)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.records import TIMESTAMP_TYPE
 from tests.support import APACHE_LOG, batch_of, build_stage

@@ -7,7 +7,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.operators.user_agent  # noqa: F401 - registers the stage until the registry lists it
 from loglake.operators.user_agent import USER_AGENT_TYPE
 from tests.support import batch_of, build_stage
 

@@ -19,7 +19,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.parsers.csv  # noqa: F401  (registers `csv` until the registry lists it)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure
 from tests.support import APACHE_LOG, batch_of, build_stage

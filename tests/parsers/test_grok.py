@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-import loglake.parsers.grok  # noqa: F401  (registers `grok` until the registry's built-in map lists it)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure
 from tests.support import APACHE_LOG, batch_of, build_stage

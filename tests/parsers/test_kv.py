@@ -11,7 +11,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.parsers.kv  # noqa: F401  (registers `kv` until the registry lists it)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure
 from tests.support import batch_of, build_stage

@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import loglake.parsers.multiline  # noqa: F401  (registers the stage)
 from loglake.pipelines.runner import RunOptions, run_pipeline
 from loglake.schemas.errors import SpecError
 from loglake.schemas.stage import end_marker

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-import loglake.parsers.presets  # noqa: F401  (registers the presets until the registry's built-in map lists them)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure
 from loglake.schemas.records import TIMESTAMP_TYPE

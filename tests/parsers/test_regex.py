@@ -11,7 +11,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.parsers.regex  # noqa: F401  (registers `regex` until the registry's built-in map lists it)
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure
 from tests.support import batch_of, build_stage

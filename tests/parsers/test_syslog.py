@@ -19,7 +19,6 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import loglake.parsers.syslog  # noqa: F401  (registers `syslog` until the registry lists it)
 from loglake.parsers.syslog import stage as syslog_stage
 from loglake.schemas.errors import SpecError
 from loglake.schemas.parsing import ParseFailure

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from loglake.operators import sql
+from loglake.operators.sql import session
 from loglake.pipelines.runner import RunOptions, run_pipeline
 
 PIPELINE = """
@@ -55,7 +55,7 @@ def test_sql_stages_reuse_one_duckdb_connection_per_worker_thread(
     write_pipeline: Callable[[str], Path], tmp_path: Path, apache_log: Path
 ) -> None:
     (tmp_path / "buggy.py").write_text(BUGGY.replace("% 2 == 0", "< 0"))
-    sql._connections.clear()
+    session._connections.clear()
     run_pipeline(write_pipeline(PIPELINE.format(log=apache_log)), RunOptions(workers=2))
     # 20 batches of 500 lines went through the filter; one connection per worker thread, not one per batch.
-    assert 1 <= len(sql._connections) <= 2
+    assert 1 <= len(session._connections) <= 2
