@@ -114,6 +114,42 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retention(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from loglake.pipelines.lake import discover_datasets, pipeline_datasets
+    from loglake.pipelines.retention import RetentionError, drop_older_than
+    from loglake.pipelines.spec import load_pipeline
+    from loglake.schemas.units import parse_duration
+
+    datasets: dict[str, Path] = {}
+    if args.pipeline:
+        spec = load_pipeline(args.pipeline)
+        datasets = {**discover_datasets(spec.lake_dir), **pipeline_datasets(spec)}
+    else:
+        datasets = discover_datasets(Path(args.lake or "lake"))
+    folder = datasets.get(args.dataset) or (Path(args.dataset) if Path(args.dataset).is_dir() else None)
+    if folder is None:
+        raise RetentionError(f"no dataset '{args.dataset}'; datasets: {', '.join(datasets) or 'none'}")
+    try:
+        age = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise RetentionError(f"--older-than: {exc}") from None
+    cutoff = datetime.now(timezone.utc) - age
+    result = drop_older_than(folder, cutoff, dry_run=args.dry_run)
+    verb = "would drop" if args.dry_run else "dropped"
+    stdout.print(
+        f"{_shown(folder)}: {verb} {len(result.dropped):,} partition(s), {result.files:,} file(s), "
+        f"{result.bytes / 1e6:,.1f} MB with event time before {cutoff:%Y-%m-%d %H:%M} UTC",
+        highlight=False,
+    )
+    for leaf in result.dropped if args.dry_run else []:
+        stdout.print(f"  {_shown(leaf)}", highlight=False)
+    if result.undated:
+        stdout.print(f"kept {len(result.undated):,} partition(s) without a date= folder", highlight=False)
+    return 0
+
+
 class QueryError(LoglakeError):
     """A query DuckDB rejected."""
 
@@ -165,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the JSON Schema of pipeline YAML (for editors)")
     schema.add_argument("-o", "--output", help="write to this file instead of stdout")
     schema.set_defaults(handler=_cmd_schema)
+
+    retention = commands.add_parser("retention", help="drop a dataset's partitions older than an age")
+    retention.add_argument("dataset", help="dataset name (in --lake or the pipeline's lake) or folder")
+    retention.add_argument("--older-than", required=True, help="age, e.g. 30d or 12h")
+    retention.add_argument("-p", "--pipeline", help="find the dataset among this pipeline's")
+    retention.add_argument("--lake", help="lake folder (default ./lake unless --pipeline is given)")
+    retention.add_argument("--dry-run", action="store_true", help="list what would be dropped, drop nothing")
+    retention.set_defaults(handler=_cmd_retention)
 
     add_parse_command(commands)
     add_test_command(commands)
