@@ -9,9 +9,10 @@ import pyarrow as pa
 import yaml
 
 from loglake.pipelines.nodes import build_node
+from loglake.schemas.errors import SpecError, SpecIssue
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["build_stage", "build_source", "build_sink", "batch_of", "DATA_DIR", "APACHE_LOG"]
+__all__ = ["build_stage", "build_source", "build_sink", "batch_of", "only_spec_issue", "DATA_DIR", "APACHE_LOG"]
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The project's shared real log data (../shared/data from the repository root)."""
@@ -42,3 +43,13 @@ def build_sink(snippet: str, name: str = "sink", base_dir: Path | None = None) -
 def batch_of(**columns: list[Any]) -> pa.RecordBatch:
     """A record batch from column lists: `batch_of(message=["a", "b"], level=["info", None])`."""
     return pa.RecordBatch.from_pydict(columns)
+
+
+def only_spec_issue(snippet: str, base_dir: Path | None = None) -> SpecIssue:
+    """The single problem building a stage from `snippet` reports (fails the test if it builds or reports more)."""
+    try:
+        build_stage(snippet, base_dir=base_dir)
+    except SpecError as exc:
+        assert len(exc.issues) == 1, exc.render()
+        return exc.issues[0]
+    raise AssertionError(f"{snippet} built without a problem")

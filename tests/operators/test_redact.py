@@ -8,8 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from loglake.schemas.errors import SpecError
-from tests.support import APACHE_LOG, batch_of, build_stage
+from tests.support import APACHE_LOG, batch_of, build_stage, only_spec_issue
 
 
 def _masked(snippet: str, values: list[str | None]) -> list[str | None]:
@@ -111,8 +110,6 @@ def test_empty_batch_and_non_text_columns_pass() -> None:
     ids=["regex-does-not-compile", "hash-needs-python-regex", "unknown-kind", "prefix-not-octet", "bad-mode"],
 )
 def test_bad_config_is_a_spec_error(snippet: str, path: tuple[Any, ...], reason: str) -> None:
-    with pytest.raises(SpecError) as caught:
-        build_stage(snippet)
-    [issue] = caught.value.issues
+    issue = only_spec_issue(snippet)
     assert issue.path == path
     assert reason in issue.message
