@@ -22,6 +22,7 @@ from pydantic import Field
 
 from loglake.schemas.config import StageConfig
 from loglake.schemas.errors import ConfigError
+from loglake.schemas.records import concat_batches
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput
 from loglake.schemas.units import Duration
@@ -182,7 +183,4 @@ def _concat(batches: list[pa.RecordBatch], schema: pa.Schema | None) -> pa.Recor
     batches = [b for b in batches if b.num_rows]
     if not batches:
         return pa.RecordBatch.from_pylist([], schema=schema) if schema is not None else pa.RecordBatch.from_pydict({})
-    if len(batches) == 1:
-        return batches[0]
-    table = pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="permissive")
-    return table.combine_chunks().to_batches()[0]
+    return concat_batches(batches)

@@ -94,13 +94,19 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake_argument(args: argparse.Namespace) -> str | None:
+    """`--lake`, or ./lake when neither it nor `--pipeline` names where the datasets are."""
+    if args.lake:
+        return str(args.lake)
+    return None if args.pipeline else "lake"
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     from loglake.pipelines.lake import open_lake
 
-    lake = args.lake if args.lake or args.pipeline else "lake"
-    con = open_lake(lake=lake, pipeline=args.pipeline)
+    con = open_lake(lake=_lake_argument(args), pipeline=args.pipeline)
     try:
         relation = con.sql(args.sql)
     except duckdb.Error as exc:
@@ -117,17 +123,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
 def _cmd_retention(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from loglake.pipelines.lake import discover_datasets, pipeline_datasets
+    from loglake.pipelines.lake import find_datasets
     from loglake.pipelines.retention import RetentionError, drop_older_than
-    from loglake.pipelines.spec import load_pipeline
     from loglake.schemas.units import parse_duration
 
-    datasets: dict[str, Path] = {}
-    if args.pipeline:
-        spec = load_pipeline(args.pipeline)
-        datasets = {**discover_datasets(spec.lake_dir), **pipeline_datasets(spec)}
-    else:
-        datasets = discover_datasets(Path(args.lake or "lake"))
+    datasets = find_datasets(lake=_lake_argument(args), pipeline=args.pipeline)
     folder = datasets.get(args.dataset) or (Path(args.dataset) if Path(args.dataset).is_dir() else None)
     if folder is None:
         raise RetentionError(f"no dataset '{args.dataset}'; datasets: {', '.join(datasets) or 'none'}")

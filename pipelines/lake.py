@@ -9,7 +9,7 @@ import duckdb
 from loglake.pipelines.spec import PipelineSpec, load_pipeline
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["discover_datasets", "pipeline_datasets", "connect", "open_lake"]
+__all__ = ["discover_datasets", "pipeline_datasets", "find_datasets", "connect", "open_lake"]
 
 
 def _has_parquet(folder: Path) -> bool:
@@ -76,6 +76,11 @@ def open_lake(lake: str | Path | None = None, pipeline: str | Path | None = None
     >>> con = open_lake(pipeline="examples/app-json/pipeline.yaml")
     >>> con.sql("SELECT level, count(*) FROM app GROUP BY 1").fetchall()
     """
+    return connect(find_datasets(lake, pipeline))
+
+
+def find_datasets(lake: str | Path | None = None, pipeline: str | Path | None = None) -> dict[str, Path]:
+    """Datasets by name: those in the pipeline's lake and its sinks, then those in `lake` (which win)."""
     datasets: dict[str, Path] = {}
     if pipeline is not None:
         spec = load_pipeline(pipeline)
@@ -83,4 +88,4 @@ def open_lake(lake: str | Path | None = None, pipeline: str | Path | None = None
         datasets.update(pipeline_datasets(spec))
     if lake is not None:
         datasets.update(discover_datasets(Path(lake)))
-    return connect(datasets)
+    return datasets

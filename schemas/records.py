@@ -24,6 +24,7 @@ __all__ = [
     "conform_core_columns",
     "fill_missing_timestamps",
     "lines_batch",
+    "concat_batches",
 ]
 
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
@@ -188,3 +189,11 @@ def lines_batch(lines: list[str], **columns: pa.Array) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [pa.array(lines, pa.string()), *columns.values()], names=["message", *columns.keys()]
     )
+
+
+def concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch from several, their schemas unified (missing columns null, types widened); at least one given."""
+    if len(batches) == 1:
+        return batches[0]
+    table = pa.concat_tables([pa.Table.from_batches([batch]) for batch in batches], promote_options="permissive")
+    return table.combine_chunks().to_batches()[0] if table.num_rows else batches[0]

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loglake.schemas.config import OnError
-from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN
+from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN, concat_batches
 
 __all__ = ["BUSY_COUNTER", "FlushingStage", "end_marker", "ended_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
 
@@ -160,10 +160,7 @@ def split_failures(
         return StageOutput(main=good, discarded=failed.num_rows)
     clean = with_error_columns(good, pa.nulls(good.num_rows, pa.string()), node)
     marked = _retyped_as_null(marked, clean.schema)
-    table = pa.concat_tables(
-        [pa.Table.from_batches([clean]), pa.Table.from_batches([marked])], promote_options="permissive"
-    )
-    return StageOutput(main=table.combine_chunks().to_batches()[0] if table.num_rows else clean)
+    return StageOutput(main=concat_batches([clean, marked]))
 
 
 def _retyped_as_null(failed: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
