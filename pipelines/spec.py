@@ -57,7 +57,13 @@ class NodeSpec:
 
     @property
     def ports(self) -> tuple[str, ...]:
-        """Extra output ports (besides the main output) this node's type exposes."""
+        """Extra output ports (besides the main output) this node exposes.
+
+        A type whose ports depend on its config (`route`) defines `ports_for(config)`; others list `outputs`.
+        """
+        ports_for = getattr(self.registration.factory, "ports_for", None)
+        if ports_for is not None:
+            return tuple(ports_for(self.config))
         return tuple(getattr(self.registration.factory, "outputs", ()))
 
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from loglake.schemas.config import OnError
 from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN, concat_batches
 
-__all__ = ["BUSY_COUNTER", "FlushingStage", "end_marker", "ended_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+__all__ = ["BUSY_COUNTER", "FlushingStage", "end_marker", "ended_partition", "partition_of", "tag_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
 
 
 BUSY_COUNTER = "busy_us"
@@ -130,6 +130,22 @@ def ended_partition(batch: pa.RecordBatch) -> str | None:
     """The partition an end marker announces; None for any other batch (an idle tick, records)."""
     metadata = batch.schema.metadata
     return metadata[_END].decode() if metadata and _END in metadata else None
+
+
+_PARTITION = b"loglake.partition"
+
+
+def tag_partition(batch: pa.RecordBatch, partition: str) -> pa.RecordBatch:
+    """`batch` labelled with the source partition its records came from (zero-copy; schema metadata)."""
+    metadata = dict(batch.schema.metadata or {})
+    metadata[_PARTITION] = partition.encode()
+    return batch.replace_schema_metadata(metadata)
+
+
+def partition_of(batch: pa.RecordBatch) -> str | None:
+    """The source partition a batch was tagged with by the engine, or None (untagged, e.g. flushed output)."""
+    metadata = batch.schema.metadata
+    return metadata[_PARTITION].decode() if metadata and _PARTITION in metadata else None
 
 
 def with_error_columns(batch: pa.RecordBatch, errors: pa.Array, node: str) -> pa.RecordBatch:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from loglake.pipelines.broker import LocalBroker, start_broker
 from tests.support import APACHE_LOG
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,3 +32,30 @@ def write_pipeline(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[LocalBroker]:
+    """A real Kafka-protocol broker (Tansu, in memory) on a free loopback port, stopped by PID at the end."""
+    broker = start_broker()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_topic(kafka_broker: LocalBroker, request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Create a uniquely named topic on the session broker: `kafka_topic(partitions=4)` returns its name."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    counter = iter(range(1_000_000))
+
+    def create(partitions: int = 1, name: str | None = None) -> str:
+        topic = name or f"{request.node.name[:40]}-{next(counter)}".replace("[", "-").replace("]", "").replace("/", "-")
+        for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+            future.result(timeout=10)
+        return topic
+
+    return create
