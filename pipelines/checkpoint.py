@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ class PositionTracker:
     def __init__(self, resume: dict[str, dict[str, Any]] | None = None) -> None:
         self._lock = threading.Lock()
         self._positions: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (resume or {}).items()}
+        self._recorded: dict[str, dict[str, Any]] = {}
 
     def resume_for(self, source: str, partition: str) -> Any | None:
         """The saved position of a partition, or None to start fresh."""
@@ -30,11 +32,17 @@ class PositionTracker:
         """Remember the position after the latest batch a partition emitted."""
         with self._lock:
             self._positions.setdefault(source, {})[partition] = position
+            self._recorded.setdefault(source, {})[partition] = position
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """All positions, for saving."""
         with self._lock:
             return {k: dict(v) for k, v in self._positions.items()}
+
+    def recorded(self) -> dict[str, dict[str, Any]]:
+        """Only the positions this process's partitions reached in this run (what a cluster member saves)."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._recorded.items()}
 
 
 def checkpoint_path(lake_dir: Path, pipeline: str) -> Path:
@@ -54,9 +62,20 @@ def load_checkpoint(path: Path) -> dict[str, dict[str, Any]]:
     return data.get("positions", {}) if isinstance(data, dict) else {}
 
 
-def save_checkpoint(path: Path, positions: dict[str, dict[str, Any]]) -> None:
-    """Write positions atomically (temp file, then rename)."""
+def save_checkpoint(path: Path, positions: dict[str, dict[str, Any]], merge: bool = False) -> None:
+    """Write positions atomically (temp file, then rename).
+
+    With `merge`, positions are laid over the saved ones under a file lock: each process of a cluster saves
+    the partitions it read, and none overwrites another's.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps({"version": 1, "positions": positions}, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temp, path)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if merge:
+            saved = load_checkpoint(path)
+            for source, partitions in positions.items():
+                saved.setdefault(source, {}).update(partitions)
+            positions = saved
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"version": 1, "positions": positions}, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(temp, path)

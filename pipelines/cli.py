@@ -6,16 +6,20 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
 
+from loglake.pipelines.broker_cli import add_dev_broker_command
 from loglake.pipelines.parse_cli import add_parse_command
 from loglake.pipelines.pipeline_tests import add_test_command
-from loglake.schemas.errors import LoglakeError, SpecError
+from loglake.schemas.errors import LoglakeError, SpecError, UsageError
+from loglake.schemas.units import parse_duration
 
 __all__ = ["main", "build_parser"]
 
@@ -30,7 +34,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from loglake.pipelines.runner import RunOptions, run_pipeline
     from loglake.pipelines.summary import summary_headline, summary_table
 
-    result = run_pipeline(args.pipeline, RunOptions(workers=args.workers, follow=True if args.follow else None, reset=args.reset))
+    options = RunOptions(
+        workers=args.workers,
+        follow=True if args.follow else None,
+        reset=args.reset,
+        process_id=args.process_id,
+        addresses=tuple(args.addresses),
+        recovery_dir=args.recovery_dir,
+        snapshot_interval=args.snapshot_interval,
+    )
+    if options.addresses and not 0 <= options.process_id < len(options.addresses):
+        raise UsageError(f"--process-id {options.process_id} is not an index into --addresses ({len(options.addresses)} given)")
+    result = run_pipeline(args.pipeline, options)
     stdout.print(summary_headline(result), highlight=False)
     stdout.print(summary_table(result))
     for name, folder in result.datasets.items():
@@ -39,6 +54,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         example = next(iter(result.datasets))
         stdout.print(f'query it: loglake query -p {args.pipeline} "SELECT count(*) FROM {example}"', highlight=False, markup=False)
     return 0
+
+
+def _address_list(text: str) -> list[str]:
+    addresses = [part.strip() for part in text.split(",") if part.strip()]
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise argparse.ArgumentTypeError(f"'{address}' is not host:port")
+    return addresses
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _shown(path: Path) -> str:
@@ -186,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="pipeline YAML file")
     run.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
     run.add_argument("--follow", action="store_true", help="keep tailing file sources at their end (Ctrl-C to stop cleanly)")
-    run.add_argument("--reset", action="store_true", help="ignore the saved checkpoint and read sources from their configured start")
+    run.add_argument("--reset", action="store_true", help="ignore the saved checkpoint and recovery snapshots; read sources from their configured start")
+    cluster = run.add_argument_group("cluster (several processes share the sources' partitions)")
+    cluster.add_argument("-i", "--process-id", type=int, default=int(os.environ.get("LOGLAKE_PROCESS_ID", 0)), help="this process's index in --addresses (default $LOGLAKE_PROCESS_ID or 0)")
+    cluster.add_argument("-a", "--addresses", type=_address_list, default=_address_list(os.environ.get("LOGLAKE_ADDRESSES", "")), help="host:port of every process, comma-separated, the same list everywhere (default $LOGLAKE_ADDRESSES)")
+    recovery = run.add_argument_group("crash recovery (exactly-once into the lake)")
+    recovery.add_argument("--recovery-dir", type=Path, default=None, help="keep snapshots here and resume from the last one after a crash")
+    recovery.add_argument("--snapshot-interval", type=_duration, default=timedelta(seconds=10), help="how often to snapshot positions, state and sink commits (default 10s)")
     run.set_defaults(handler=_cmd_run)
 
     validate = commands.add_parser("validate", help="check pipeline files without running them (exit 2 on problems)")
@@ -212,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parse_command(commands)
     add_test_command(commands)
+    add_dev_broker_command(commands)
 
     query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
     query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')

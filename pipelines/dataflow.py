@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -10,13 +11,13 @@ import pyarrow as pa
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
 from loglake.pipelines.checkpoint import PositionTracker
 from loglake.pipelines.compile import CompiledPipeline, flush_stage, run_stage
 from loglake.pipelines.spec import PortRef
-from loglake.schemas.connectors import EndOfInput, Sink, SinkWriter, Source, SourcePartition
-from loglake.schemas.stage import NodeContext, NodeCounters, end_marker
+from loglake.schemas.connectors import EndOfInput, PartitionedSink, Sink, SinkWriter, SnapshottingWriter, Source, SourcePartition
+from loglake.schemas.stage import NodeContext, NodeCounters, end_marker, partition_of, tag_partition
 
 __all__ = ["RunControl", "build_dataflow"]
 
@@ -28,9 +29,11 @@ _EMPTY = pa.RecordBatch.from_pydict({})
 class RunControl:
     """Shared by the runner and the adapters: stop requests, source positions and open sink writers."""
 
-    def __init__(self, positions: PositionTracker) -> None:
+    def __init__(self, positions: PositionTracker, recovery: bool = False) -> None:
         self.stop = threading.Event()
         self.positions = positions
+        self.recovery = recovery
+        """Whether snapshots are kept: sinks then commit with every snapshot (exactly-once after a crash)."""
         self._writers: list[SinkWriter] = []
         self._lock = threading.Lock()
 
@@ -79,7 +82,7 @@ class _SourcePartitionAdapter(StatefulSourcePartition[pa.RecordBatch, Any]):
         self._awake = None
         self._last_emit = now
         self._control.positions.record(self._name, self._key, self._partition.position())
-        return [batch]
+        return [tag_partition(batch, self._key)]
 
     def _end(self) -> list[pa.RecordBatch]:
         """Announce the end downstream (stages holding records back release them), then stop."""
@@ -109,7 +112,9 @@ class _SourceAdapter(FixedPartitionedSource[pa.RecordBatch, Any]):
         return _SourcePartitionAdapter(self._name, for_part, partition, self._control, self._counters)
 
 
-class _SinkPartitionAdapter(StatelessSinkPartition[pa.RecordBatch]):
+class _WriterAdapter:
+    """Times a sink writer's work and tracks it for abort-on-failure."""
+
     def __init__(self, writer: SinkWriter, control: RunControl, counters: NodeCounters) -> None:
         self._writer, self._control, self._counters = writer, control, counters
         control.track_writer(writer)
@@ -125,12 +130,59 @@ class _SinkPartitionAdapter(StatelessSinkPartition[pa.RecordBatch]):
         self._control.untrack_writer(self._writer)
 
 
+class _SinkPartitionAdapter(_WriterAdapter, StatelessSinkPartition[pa.RecordBatch]):
+    pass
+
+
 class _SinkAdapter(DynamicSink[pa.RecordBatch]):
     def __init__(self, sink: Sink, control: RunControl, counters: NodeCounters) -> None:
         self._sink, self._control, self._counters = sink, control, counters
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartitionAdapter:
         return _SinkPartitionAdapter(self._sink.open(worker_index, worker_count), self._control, self._counters)
+
+
+class _SnapshottingPartitionAdapter(_WriterAdapter, StatefulSinkPartition[pa.RecordBatch, Any]):
+    """Commits the writer's files at each snapshot, but only when the run keeps snapshots (crash recovery)."""
+
+    def __init__(self, writer: SnapshottingWriter, control: RunControl, counters: NodeCounters) -> None:
+        super().__init__(writer, control, counters)
+        self._snapshotting = writer
+
+    def snapshot(self) -> Any:
+        if not self._control.recovery:
+            return None
+        with self._counters.timing():
+            return self._snapshotting.snapshot()
+
+
+class _PartitionedSinkAdapter(FixedPartitionedSink[pa.RecordBatch, Any]):
+    """One writer per sink partition `0 … count-1`; items arrive keyed by the partition's number."""
+
+    def __init__(self, sink: PartitionedSink, count: int, control: RunControl, counters: NodeCounters) -> None:
+        self._sink, self._count, self._control, self._counters = sink, count, control, counters
+
+    def list_parts(self) -> list[str]:
+        return [str(index) for index in range(self._count)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _SnapshottingPartitionAdapter:
+        writer = self._sink.open_partition(for_part, resume_state)
+        return _SnapshottingPartitionAdapter(writer, self._control, self._counters)
+
+
+def _keyed_for_sink_partitions(count: int) -> Any:
+    """Key batches by sink partition: a source partition's records always reach the same writer; ticks reach all."""
+
+    def key(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
+        if batch.num_rows == 0:
+            return [(str(index), batch) for index in range(count)]
+        tag = partition_of(batch) or ""
+        return [(str(zlib.adler32(tag.encode()) % count), batch)]
+
+    return key
 
 
 def _step(name: str, port: str | None = None) -> str:
@@ -149,9 +201,12 @@ def _stage_fn(stage: Any, ctx: NodeContext, ports: tuple[str, ...]) -> Any:
                 pairs.extend((port, extra) for port, extra in flushed.extra.items() if extra.num_rows)
             return [*pairs, (None, batch), *((port, batch) for port in ports)]
         output = run_stage(stage, ctx, batch)
+        tag = partition_of(batch)
         pairs.append((None, output.main))
         pairs.extend((port, extra) for port, extra in output.extra.items() if extra.num_rows)
-        return pairs
+        if tag is None:
+            return pairs
+        return [(port, out if partition_of(out) == tag else tag_partition(out, tag)) for port, out in pairs]
 
     return apply
 
@@ -163,8 +218,12 @@ def _port_fn(port: str | None) -> Any:
     return select
 
 
-def build_dataflow(compiled: CompiledPipeline, control: RunControl) -> Dataflow:
-    """Wire sources, stages and sinks in topological order; each stage's ports become separate streams."""
+def build_dataflow(compiled: CompiledPipeline, control: RunControl, sink_partitions: int = 1) -> Dataflow:
+    """Wire sources, stages and sinks in topological order; each stage's ports become separate streams.
+
+    Sinks that can roll back to a snapshot (`PartitionedSink`) get `sink_partitions` writers (one per
+    worker in the cluster is the norm), so crash recovery resumes them exactly; others get one per worker.
+    """
     graph = compiled.graph
     flow = Dataflow(graph.spec.name)
     streams: dict[PortRef, Stream[pa.RecordBatch]] = {}
@@ -179,7 +238,11 @@ def build_dataflow(compiled: CompiledPipeline, control: RunControl) -> Dataflow:
         inputs = [streams[ref] for ref in graph.inputs_of(node.name)]
         upstream = inputs[0] if len(inputs) == 1 else op.merge(_step(node.name, "in"), *inputs)
         if node.kind == "sink":
-            op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
+            if isinstance(instance, PartitionedSink):
+                keyed = op.flat_map(_step(node.name, "keyed"), upstream, _keyed_for_sink_partitions(sink_partitions))
+                op.output(node.name, keyed, _PartitionedSinkAdapter(instance, sink_partitions, control, counters))
+            else:
+                op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
             continue
         pairs = op.map(node.name, upstream, _stage_fn(instance, compiled.contexts[node.name], node.ports))
         for port in (None, *node.ports):

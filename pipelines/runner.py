@@ -9,14 +9,17 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bytewax.recovery import RecoveryConfig
 from bytewax.testing import cluster_main
 
 from loglake.pipelines.checkpoint import PositionTracker, checkpoint_path, load_checkpoint, save_checkpoint
 from loglake.pipelines.compile import CompiledPipeline, load_and_compile
 from loglake.pipelines.dataflow import RunControl, build_dataflow
+from loglake.pipelines.recovery import prepare_recovery_dir
 from loglake.schemas.errors import LoglakeError, TerminalError
 
 __all__ = ["RunOptions", "NodeReport", "RunResult", "run_pipeline", "run_compiled"]
@@ -26,11 +29,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run: worker threads, follow override, and whether to ignore the saved checkpoint."""
+    """How to run: worker threads, cluster membership, crash recovery, follow override, checkpoint reset."""
 
     workers: int = 1
+    """Worker threads in this process."""
     follow: bool | None = None
     reset: bool = False
+    """Ignore the saved checkpoint and recovery snapshots: start from each source's configured start."""
+    process_id: int = 0
+    """This process's index in `addresses`."""
+    addresses: tuple[str, ...] = ()
+    """`host:port` of every process of the cluster, the same list in each; empty for a single process."""
+    recovery_dir: Path | None = None
+    """Where this process keeps its recovery snapshots; None runs without crash recovery."""
+    snapshot_interval: timedelta = timedelta(seconds=10)
+    """How often source positions, stage state and sink commits are snapshotted together (the epoch)."""
+
+    @property
+    def processes(self) -> int:
+        return max(1, len(self.addresses))
 
 
 @dataclass(frozen=True)
@@ -77,18 +94,37 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
     spec = compiled.spec
     checkpoint = checkpoint_path(spec.lake_dir, spec.name)
     resume = {} if options.reset else _remapped(compiled, load_checkpoint(checkpoint))
-    control = RunControl(PositionTracker(resume))
-    flow = build_dataflow(compiled, control)
+    recovery = _recovery_config(options)
+    control = RunControl(PositionTracker(resume), recovery=recovery is not None)
+    flow = build_dataflow(compiled, control, sink_partitions=options.workers * options.processes)
     started = time.perf_counter()
-    log.info("%s: starting with %d worker(s)%s", spec.name, options.workers, " (resuming from checkpoint)" if resume else "")
+    log.info(
+        "%s: starting %d worker(s) in process %d of %d%s%s",
+        spec.name,
+        options.workers,
+        options.process_id,
+        options.processes,
+        " (resuming from checkpoint)" if resume else "",
+        f", snapshots every {options.snapshot_interval.total_seconds():g}s in {options.recovery_dir}" if recovery else "",
+    )
     with _graceful_stop(control.stop):
         try:
-            cluster_main(flow, [], 0, worker_count_per_proc=options.workers)  # type: ignore[no-untyped-call]
+            cluster_main(  # type: ignore[no-untyped-call]
+                flow,
+                list(options.addresses),
+                options.process_id,
+                epoch_interval=options.snapshot_interval,
+                recovery_config=recovery,
+                worker_count_per_proc=options.workers,
+            )
         except BaseException as exc:
             control.abort_writers()
             raise _user_facing(exc) from None
     elapsed = time.perf_counter() - started
-    save_checkpoint(checkpoint, control.positions.snapshot())
+    if options.processes > 1:
+        save_checkpoint(checkpoint, control.positions.recorded(), merge=True)
+    else:
+        save_checkpoint(checkpoint, control.positions.snapshot())
     return RunResult(
         pipeline=spec.name,
         elapsed=elapsed,
@@ -103,6 +139,13 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
             if hasattr(inst, "dataset_dir") and hasattr(inst, "dataset_name")
         },
     )
+
+
+def _recovery_config(options: RunOptions) -> RecoveryConfig | None:
+    if options.recovery_dir is None:
+        return None
+    prepare_recovery_dir(options.recovery_dir, options.process_id, options.processes, reset=options.reset)
+    return RecoveryConfig(options.recovery_dir)  # type: ignore[no-untyped-call]
 
 
 def _remapped(compiled: CompiledPipeline, saved: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

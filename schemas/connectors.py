@@ -2,7 +2,9 @@
 
 A source is split into named partitions (files, Kafka topic partitions) that the engine spreads over
 workers; each partition reads batches and reports a JSON-able position to resume from. A sink opens one
-writer per worker.
+writer per worker, or, if it can take part in crash recovery, one writer per sink partition
+(`PartitionedSink`): such a writer publishes its output when the engine snapshots it and, when resumed from
+a snapshot, removes whatever it wrote after that snapshot, so a restart never doubles a record.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-__all__ = ["EndOfInput", "SourcePartition", "Source", "SinkWriter", "Sink"]
+__all__ = ["EndOfInput", "SourcePartition", "Source", "SinkWriter", "Sink", "SnapshottingWriter", "PartitionedSink"]
 
 
 class EndOfInput(Exception):
@@ -76,4 +78,23 @@ class Sink(Protocol):
 
     def open(self, worker_index: int, worker_count: int) -> SinkWriter:
         """A writer for one worker; writers of different workers never write the same file."""
+        ...
+
+
+@runtime_checkable
+class SnapshottingWriter(SinkWriter, Protocol):
+    """A writer whose output can be rolled back to a snapshot (exactly-once with the engine's recovery)."""
+
+    def snapshot(self) -> Any:
+        """Publish everything written so far and return a picklable state that identifies it."""
+        ...
+
+
+@runtime_checkable
+class PartitionedSink(Protocol):
+    """A sink with a fixed set of writers named by the engine (one per sink partition), each resumable."""
+
+    def open_partition(self, partition: str, resume: Any | None) -> SnapshottingWriter:
+        """The writer of one sink partition. With `resume` (a state its `snapshot` returned), first remove
+        every output of this partition written after that snapshot; without it, start fresh."""
         ...

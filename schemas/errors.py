@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = [
+__all__ = ["UsageError", 
     "LoglakeError",
     "SpecIssue",
     "SpecError",
@@ -103,3 +103,7 @@ class MissingExtraError(LoglakeError):
         self.extra = extra
         super().__init__(f"the '{package}' package is needed; install it with: pip install 'loglake[{extra}]'")
 
+
+
+class UsageError(LoglakeError):
+    """Command-line options that contradict each other."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from loglake.operators.parquet.config import ParquetConfig
 from loglake.operators.parquet.part_file import FileOptions, check_codec
@@ -38,4 +39,8 @@ class ParquetSink:
 
     def open(self, worker_index: int, worker_count: int) -> ParquetSinkWriter:
         """A writer for one worker; its file names carry `w<worker_index>`, so workers never collide."""
-        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, worker_index)
+        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, f"w{worker_index}")
+
+    def open_partition(self, partition: str, resume: Any | None) -> ParquetSinkWriter:
+        """The writer of one sink partition (names carry `p<partition>`), rolled back to `resume` if given."""
+        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, f"p{partition}", resume)

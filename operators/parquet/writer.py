@@ -4,17 +4,24 @@ A file is committed when it holds `max_file_rows` records, reaches `max_file_siz
 than `max_file_age` (checked on every write, and on the empty batches the engine sends as ticks) or when
 the writer closes. Any OSError aborts the writer: its temporary files are deleted and a `TerminalError`
 names the file; files committed before stay as they are.
+
+File names carry the writer's id and a sequence number (`part-<time>-<writer>-<seq>-<random>.parquet`).
+For crash recovery, `snapshot` commits every open file and returns the last sequence number; a writer
+resumed from that state deletes its files numbered after it (written after the snapshot, so the replay from
+the snapshot's source positions writes their records again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -40,15 +47,24 @@ class ParquetSinkWriter:
     """Writes one worker's batches into the dataset folder; used by one thread at a time."""
 
     def __init__(
-        self, config: ParquetConfig, ctx: NodeContext, dataset_dir: Path, options: FileOptions, worker_index: int
+        self,
+        config: ParquetConfig,
+        ctx: NodeContext,
+        dataset_dir: Path,
+        options: FileOptions,
+        writer_id: str,
+        resume: Any | None = None,
     ) -> None:
         self._config = config
         self._ctx = ctx
         self._dataset_dir = dataset_dir
         self._options = options
-        self._worker = worker_index
+        self._writer_id = writer_id
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
+        if resume is not None:
+            self._sequence = int(resume["sequence"])
+            self._roll_back_after(self._sequence)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Add records to their partitions' files; an empty batch only rolls files past `max_file_age`."""
@@ -62,6 +78,11 @@ class ParquetSinkWriter:
         with self._aborting_on_failure():
             for folder in list(self._files):
                 self._commit(folder)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Commit every open file; the state a resumed writer rolls back to (`resume=`)."""
+        self.close()
+        return {"sequence": self._sequence}
 
     def abort(self) -> None:
         """Delete every uncommitted file of this writer; committed files stay."""
@@ -106,7 +127,7 @@ class ParquetSinkWriter:
             self._commit(next(iter(self._files)))
         self._sequence += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        name = f"part-{stamp}-w{self._worker}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
+        name = f"part-{stamp}-{self._writer_id}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
         part = PartFile(self._dataset_dir / folder, name, schema, self._options)
         self._files[folder] = part
         return part
@@ -123,6 +144,21 @@ class ParquetSinkWriter:
         counters.add("files_written")
         counters.add("bytes_written", size)
         log.info("%s: committed %s (%d rows, %d bytes)", self._ctx.node, part.path, part.rows, size)
+
+    def _roll_back_after(self, sequence: int) -> None:
+        """Delete this writer's files numbered after `sequence`, committed or not (output after a snapshot)."""
+        if not self._dataset_dir.is_dir():
+            return
+        numbered = re.compile(rf"^\.?part-\d{{8}}T\d{{6}}-{re.escape(self._writer_id)}-(\d+)-[0-9a-f]+\.parquet(\.inprogress)?$")
+        removed = 0
+        for path in self._dataset_dir.rglob(f"*part-*-{self._writer_id}-*"):
+            match = numbered.match(path.name)
+            if match and (int(match.group(1)) > sequence or match.group(2)):
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.warning("%s: removed %d file(s) written after the last snapshot; their records are read again", self._ctx.node, removed)
+            self._ctx.counters.add("files_rolled_back", removed)
 
     def _roll_aged(self) -> None:
         limit = self._config.max_file_age.total_seconds()
