@@ -42,6 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         addresses=tuple(args.addresses),
         recovery_dir=args.recovery_dir,
         snapshot_interval=args.snapshot_interval,
+        metrics_port=args.metrics_port,
     )
     if options.addresses and not 0 <= options.process_id < len(options.addresses):
         raise UsageError(f"--process-id {options.process_id} is not an index into --addresses ({len(options.addresses)} given)")
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     recovery = run.add_argument_group("crash recovery (exactly-once into the lake)")
     recovery.add_argument("--recovery-dir", type=Path, default=None, help="keep snapshots here and resume from the last one after a crash")
     recovery.add_argument("--snapshot-interval", type=_duration, default=timedelta(seconds=10), help="how often to snapshot positions, state and sink commits (default 10s)")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics while running")
     run.set_defaults(handler=_cmd_run)
 
     validate = commands.add_parser("validate", help="check pipeline files without running them (exit 2 on problems)")

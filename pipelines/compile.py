@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 
@@ -88,12 +88,19 @@ def load_and_compile(file: str | Path, follow: bool | None = None) -> CompiledPi
     return compile_pipeline(spec, follow)
 
 
-def flush_stage(stage: Any, ctx: NodeContext, signal: pa.RecordBatch) -> StageOutput | None:
-    """Give a stage that holds records back the chance to release them on a tick or an end marker."""
-    if not isinstance(stage, FlushingStage):
-        return None
+def flush_stage(
+    stage: Any, ctx: NodeContext, signal: pa.RecordBatch, flush: Callable[[str | None], StageOutput | None] | None = None
+) -> StageOutput | None:
+    """Give a stage that holds records back the chance to release them on a tick or an end marker.
+
+    `flush` replaces `stage.flush` (the engine passes one bound to keyed state).
+    """
+    if flush is None:
+        if not isinstance(stage, FlushingStage):
+            return None
+        flush = stage.flush
     with ctx.counters.timing():
-        output = stage.flush(ended_partition(signal))
+        output = flush(ended_partition(signal))
     if output is None:
         return None
     output.main = conform_core_columns(output.main)
@@ -101,18 +108,21 @@ def flush_stage(stage: Any, ctx: NodeContext, signal: pa.RecordBatch) -> StageOu
     return output
 
 
-def run_stage(stage: Any, ctx: NodeContext, batch: pa.RecordBatch) -> StageOutput:
+def run_stage(
+    stage: Any, ctx: NodeContext, batch: pa.RecordBatch, process: Callable[[pa.RecordBatch], StageOutput] | None = None
+) -> StageOutput:
     """Run one stage on one batch with counting, core-column conforming and a safety net.
 
-    Empty batches (idle ticks) pass straight through. A stage that raises (a bug, not a bad record) does
+    Empty batches (idle ticks) pass straight through unless `process` (which replaces `stage.process`; the
+    engine passes one bound to keyed state) is given. A stage that raises (a bug, not a bad record) does
     not lose the batch: it is routed to the stage's `dropped` output with the exception as `_error`.
     """
-    if batch.num_rows == 0:
+    if batch.num_rows == 0 and process is None:
         return StageOutput(main=batch)
     ctx.counters.add("records_in", batch.num_rows)
     with ctx.counters.timing():
         try:
-            output: StageOutput = stage.process(batch)
+            output: StageOutput = (process or stage.process)(batch)
         except Exception as exc:  # noqa: BLE001 - a stage bug must not lose records or kill the run
             log.exception("%s: stage raised on a batch of %d records; routing them to %s.dropped", ctx.node, batch.num_rows, ctx.node)
             empty = batch.slice(0, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -44,6 +45,8 @@ class RunOptions:
     """Where this process keeps its recovery snapshots; None runs without crash recovery."""
     snapshot_interval: timedelta = timedelta(seconds=10)
     """How often source positions, stage state and sink commits are snapshotted together (the epoch)."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port while the run lasts."""
 
     @property
     def processes(self) -> int:
@@ -107,7 +110,7 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
         " (resuming from checkpoint)" if resume else "",
         f", snapshots every {options.snapshot_interval.total_seconds():g}s in {options.recovery_dir}" if recovery else "",
     )
-    with _graceful_stop(control.stop):
+    with _graceful_stop(control.stop), _metrics_served(compiled, options.metrics_port):
         try:
             cluster_main(  # type: ignore[no-untyped-call]
                 flow,
@@ -163,6 +166,26 @@ def _reports(compiled: CompiledPipeline) -> list[NodeReport]:
         NodeReport(node.name, node.kind, node.type_name, compiled.contexts[node.name].counters.snapshot())
         for node in compiled.graph.nodes
     ]
+
+
+@contextmanager
+def _metrics_served(compiled: CompiledPipeline, port: int | None) -> Iterator[None]:
+    """Serve /metrics for the run's duration and feed its batch-latency histogram from the nodes' timings."""
+    if port is None:
+        yield
+        return
+    from loglake.pipelines.metrics import start_metrics_server
+
+    server = start_metrics_server(port, compiled)
+    log.info("metrics: %s", server.url)
+    for name, ctx in compiled.contexts.items():
+        ctx.counters.observe = functools.partial(server.latency.observe, name)
+    try:
+        yield
+    finally:
+        for ctx in compiled.contexts.values():
+            ctx.counters.observe = None
+        server.stop()
 
 
 @contextmanager

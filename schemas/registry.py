@@ -50,10 +50,12 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "cast": "loglake.operators.shorthands",
         "drop_fields": "loglake.operators.shorthands",
         "keep_fields": "loglake.operators.shorthands",
+        "route": "loglake.operators.route",
     },
     "sink": {
         "parquet": "loglake.operators.parquet",
         "stdout": "loglake.operators.stdout",
+        "metrics": "loglake.operators.metrics_sink",
     },
 }
 """Built-in type names and the module that registers each."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,8 @@ class NodeCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self.observe: Callable[[float], None] | None = None
+        """Called with the seconds of every timed block (the engine's batch-latency histogram), if set."""
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add `amount` to counter `name`."""
@@ -43,7 +45,10 @@ class NodeCounters:
         try:
             yield
         finally:
-            self.add(name, (time.perf_counter_ns() - started) // 1000)
+            elapsed = time.perf_counter_ns() - started
+            self.add(name, elapsed // 1000)
+            if self.observe is not None:
+                self.observe(elapsed / 1e9)
 
     def snapshot(self) -> dict[str, int]:
         """A copy of all counters."""
