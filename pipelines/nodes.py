@@ -52,7 +52,7 @@ def _message_for(error: dict[str, Any], config: type[NodeConfig]) -> str:
     loc = error["loc"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        known = [k for k in config.model_fields if k != "type"] if len(loc) == 1 else []
+        known = [f.alias or k for k, f in config.model_fields.items() if k != "type"] if len(loc) == 1 else []
         hint = did_you_mean(key, known, "keys") if known else ""
         return f"unknown key '{key}'{hint}"
     if kind == "missing":

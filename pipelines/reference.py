@@ -7,6 +7,7 @@ a test fails when the committed README differs from what the models generate.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -40,9 +41,8 @@ def _type_text(field: FieldInfo) -> str:
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return "one of " + ", ".join(f"`{member.value}`" for member in annotation)
     text = annotation.__name__ if isinstance(annotation, type) and not get_args(annotation) else str(annotation)
-    text = text.replace("typing.", "").replace("NoneType", "null")
-    for module in ("loglake.schemas.config.", "datetime."):
-        text = text.replace(module, "")
+    text = re.sub(r"\b(?:[a-z_]+\.)+(?=[A-Za-z_]+\b)", "", text)  # `pydantic.types.SecretStr` → `SecretStr`
+    text = text.replace("NoneType", "null")
     return text.replace("|", "or")
 
 
@@ -65,7 +65,7 @@ def _fields_table(model: type[BaseModel]) -> list[str]:
         if name == "type":
             continue
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{name}` | {_type_text(field)} | {_default_text(field)} | {description} |")
+        rows.append(f"| `{field.alias or name}` | {_type_text(field)} | {_default_text(field)} | {description} |")
     return rows
 
 

@@ -56,6 +56,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "parquet": "loglake.operators.parquet",
         "stdout": "loglake.operators.stdout",
         "metrics": "loglake.operators.metrics_sink",
+        "alert": "loglake.operators.alert",
     },
 }
 """Built-in type names and the module that registers each."""
