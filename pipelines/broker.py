@@ -46,8 +46,12 @@ class LocalBroker:
     def pid(self) -> int:
         return self.process.pid
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the broker by its PID (SIGTERM, then SIGKILL); its topics and messages are gone."""
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the broker by its PID (SIGTERM, then SIGKILL); its topics and messages are gone.
+
+        Tansu waits for connected clients on SIGTERM; with nothing on disk to protect, it is killed after
+        a short grace period.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -57,7 +61,7 @@ class LocalBroker:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
-                self.process.wait(timeout)
+                self.process.wait()
 
     def __enter__(self) -> LocalBroker:
         return self

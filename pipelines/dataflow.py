@@ -15,6 +15,7 @@ from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkParti
 
 from loglake.pipelines.checkpoint import PositionTracker
 from loglake.pipelines.compile import CompiledPipeline, flush_stage, run_stage
+from loglake.pipelines.keyed import is_keyed_stage, keyed_stage_step
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.connectors import EndOfInput, PartitionedSink, Sink, SinkWriter, SnapshottingWriter, Source, SourcePartition
 from loglake.schemas.stage import NodeContext, NodeCounters, end_marker, partition_of, tag_partition
@@ -218,11 +219,29 @@ def _port_fn(port: str | None) -> Any:
     return select
 
 
+def _upstream_partitions(compiled: CompiledPipeline, name: str) -> list[str]:
+    """Partition names of every source that feeds node `name`, directly or through other stages."""
+    graph, seen, pending, found = compiled.graph, set(), [name], []
+    while pending:
+        current = pending.pop()
+        for ref in graph.inputs_of(current):
+            if ref.node in seen:
+                continue
+            seen.add(ref.node)
+            instance = compiled.instances[ref.node]
+            if isinstance(instance, Source):
+                found.extend(instance.partitions())
+            else:
+                pending.append(ref.node)
+    return sorted(set(found))
+
+
 def build_dataflow(compiled: CompiledPipeline, control: RunControl, sink_partitions: int = 1) -> Dataflow:
     """Wire sources, stages and sinks in topological order; each stage's ports become separate streams.
 
-    Sinks that can roll back to a snapshot (`PartitionedSink`) get `sink_partitions` writers (one per
-    worker in the cluster is the norm), so crash recovery resumes them exactly; others get one per worker.
+    `sink_partitions` (the cluster's worker count is the norm) is how many writers a sink that can roll back
+    to a snapshot (`PartitionedSink`) gets, and how many buckets a keyed stage spreads its groups over.
+    Other sinks get one writer per worker.
     """
     graph = compiled.graph
     flow = Dataflow(graph.spec.name)
@@ -244,7 +263,11 @@ def build_dataflow(compiled: CompiledPipeline, control: RunControl, sink_partiti
             else:
                 op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
             continue
-        pairs = op.map(node.name, upstream, _stage_fn(instance, compiled.contexts[node.name], node.ports))
+        if is_keyed_stage(instance):
+            partitions = _upstream_partitions(compiled, node.name)
+            pairs = keyed_stage_step(node.name, upstream, instance, compiled.contexts[node.name], node.ports, sink_partitions, partitions)
+        else:
+            pairs = op.map(node.name, upstream, _stage_fn(instance, compiled.contexts[node.name], node.ports))
         for port in (None, *node.ports):
             ref = PortRef(node.name, port)
             if ref in consumed:

@@ -51,6 +51,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "drop_fields": "loglake.operators.shorthands",
         "keep_fields": "loglake.operators.shorthands",
         "route": "loglake.operators.route",
+        "window": "loglake.operators.window",
     },
     "sink": {
         "parquet": "loglake.operators.parquet",

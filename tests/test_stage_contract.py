@@ -43,7 +43,7 @@ def test_every_field_is_documented(registration: Registration) -> None:
 CONSTRUCTIBLE_STAGES = [
     "apache_combined", "apache_common", "apache_error", "csv", "eval", "filter", "grok", "json", "kv",
     "multiline", "nginx_access", "nginx_error", "regex", "syslog",
-    "timestamp", "redact", "sample", "rename", "cast", "drop_fields", "keep_fields", "dedupe", "user_agent", "route",
+    "timestamp", "redact", "sample", "rename", "cast", "drop_fields", "keep_fields", "dedupe", "user_agent", "route", "window",
 ]
 
 
