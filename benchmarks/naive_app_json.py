@@ -84,11 +84,16 @@ class DictParquetSink(DynamicSink[dict[str, Any]]):
 def build_flow(source: Path, target: Path) -> Dataflow:
     flow = Dataflow("naive_app_json")
     lines = op.input("read", flow, FileSource(source, batch_size=1000))
+    add_stages(lines, target)
+    return flow
+
+
+def add_stages(lines: Any, target: Path) -> None:
+    """The per-record stages and the dict-collecting Parquet sink, after any source of text lines."""
     parsed = op.filter_map("parse", lines, parse)
     humans = op.filter("humans", parsed, is_human)
     shaped = op.map("shape", humans, shape)
     op.output("lake", shaped, DictParquetSink(target))
-    return flow
 
 
 if __name__ == "__main__":

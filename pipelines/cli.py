@@ -1,4 +1,4 @@
-"""The `loglake` command: run, validate, graph, schema, query."""
+"""The `loglake` command: run, validate, graph, schema, query, retention, parse, test, dev-broker, produce."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.table import Table
 from loglake.pipelines.broker_cli import add_dev_broker_command
 from loglake.pipelines.parse_cli import add_parse_command
 from loglake.pipelines.pipeline_tests import add_test_command
+from loglake.pipelines.produce_cli import add_produce_command
 from loglake.schemas.errors import LoglakeError, SpecError, UsageError
 from loglake.schemas.units import parse_duration
 
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_parse_command(commands)
     add_test_command(commands)
     add_dev_broker_command(commands)
+    add_produce_command(commands)
 
     query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
     query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')

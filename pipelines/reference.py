@@ -11,7 +11,8 @@ import re
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -35,15 +36,26 @@ def _type_text(field: FieldInfo) -> str:
         return "duration"
     if parse_size in validators:
         return "size"
-    annotation = field.annotation
-    if get_origin(annotation) is Literal:
-        return "one of " + ", ".join(f"`{value}`" for value in get_args(annotation))
+    return _annotation_text(field.annotation)
+
+
+def _annotation_text(annotation: Any) -> str:
+    """`Optional[X]` as `X or null`, unions as `A or B`, durations and sizes by name, literals as choices."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(f"`{value}`" for value in args)
+    if origin in (Union, UnionType):
+        return " or ".join("null" if arg is type(None) else _annotation_text(arg) for arg in args)
+    if origin is Annotated:
+        validators = {getattr(item, "func", None) for item in args[1:]}
+        return "duration" if parse_duration in validators else "size" if parse_size in validators else _annotation_text(args[0])
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return "one of " + ", ".join(f"`{member.value}`" for member in annotation)
-    text = annotation.__name__ if isinstance(annotation, type) and not get_args(annotation) else str(annotation)
+    if origin in (list, dict) and args:
+        return f"{origin.__name__}[{', '.join(_annotation_text(arg) for arg in args)}]"
+    text = annotation.__name__ if isinstance(annotation, type) and not args else str(annotation)
     text = re.sub(r"\b(?:[a-z_]+\.)+(?=[A-Za-z_]+\b)", "", text)  # `pydantic.types.SecretStr` → `SecretStr`
-    text = text.replace("NoneType", "null")
-    return text.replace("|", "or")
+    return text.replace("NoneType", "null").replace("|", "or")
 
 
 def _default_text(field: FieldInfo) -> str:

@@ -22,6 +22,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {
         "file": "loglake.operators.file",
         "stdin": "loglake.operators.stdin",
+        "kafka": "loglake.operators.kafka",
     },
     "stage": {
         "json": "loglake.parsers.json",
@@ -58,6 +59,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "stdout": "loglake.operators.stdout",
         "metrics": "loglake.operators.metrics_sink",
         "alert": "loglake.operators.alert",
+        "kafka": "loglake.operators.kafka",
     },
 }
 """Built-in type names and the module that registers each."""

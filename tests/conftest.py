@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,11 +52,11 @@ def kafka_topic(kafka_broker: LocalBroker, request: pytest.FixtureRequest) -> Ca
     """Create a uniquely named topic on the session broker: `kafka_topic(partitions=4)` returns its name."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
-    counter = iter(range(1_000_000))
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap, "logger": logging.getLogger("tests.kafka_admin")})
 
     def create(partitions: int = 1, name: str | None = None) -> str:
-        topic = name or f"{request.node.name[:40]}-{next(counter)}".replace("[", "-").replace("]", "").replace("/", "-")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:40]
+        topic = name or f"{stem}-{uuid.uuid4().hex[:8]}"
         for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
             future.result(timeout=10)
         return topic
