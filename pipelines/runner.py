@@ -128,6 +128,7 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
         save_checkpoint(checkpoint, control.positions.recorded(), merge=True)
     else:
         save_checkpoint(checkpoint, control.positions.snapshot())
+    _commit_source_offsets(compiled, control.positions.recorded())
     return RunResult(
         pipeline=spec.name,
         elapsed=elapsed,
@@ -142,6 +143,14 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
             if hasattr(inst, "dataset_dir") and hasattr(inst, "dataset_name")
         },
     )
+
+
+def _commit_source_offsets(compiled: CompiledPipeline, positions: dict[str, dict[str, Any]]) -> None:
+    """Tell sources that keep positions elsewhere too (a Kafka consumer group) where this run got to."""
+    for name, reached in positions.items():
+        commit = getattr(compiled.instances.get(name), "commit_offsets", None)
+        if commit is not None and reached:
+            commit(reached, wait=True)
 
 
 def _recovery_config(options: RunOptions) -> RecoveryConfig | None:

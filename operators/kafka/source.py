@@ -109,10 +109,11 @@ class KafkaSource:
         lags = {name: reader.lag() for name, reader in list(self._readers.items())}
         return {name: behind for name, behind in lags.items() if behind is not None}
 
-    def commit_offsets(self, positions: dict[str, Any]) -> None:
+    def commit_offsets(self, positions: dict[str, Any], wait: bool = False) -> None:
         """Commit positions (partition name → next offset) to `group`, for lag monitoring and as a start point.
 
-        Asynchronous and never raising: a failed commit is logged. Without `group` this does nothing.
+        Asynchronous unless `wait` (the engine waits at the end of a run), and never raising: a failed commit
+        is logged. Without `group` this does nothing.
         """
         if self.config.group is None:
             return
@@ -130,7 +131,7 @@ class KafkaSource:
         committer.poll(0)  # serves the results of earlier commits
         if offsets:
             try:
-                committer.commit(offsets=offsets, asynchronous=True)
+                committer.commit(offsets=offsets, asynchronous=not wait)
             except KafkaException as exc:
                 self._commit_log.problem(f"cannot commit offsets to group '{self.config.group}': {error_text(exc)}")
 

@@ -7,11 +7,14 @@ import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from loglake.pipelines.broker import LocalBroker
+from loglake.pipelines.produce_cli import produce_lines
 from tests.e2e.conftest import Runner, loglake_command
 
 pytestmark = pytest.mark.e2e
@@ -29,14 +32,27 @@ sinks:
   lake: {type: parquet, dataset: events, partition_by: [date, hour], max_file_rows: 15000}
 """
 
+KAFKA_PIPELINE = """\
+pipeline: crashy
+lake: lake
+sources:
+  events: {{type: kafka, brokers: [{brokers}], topics: [{topic}], format: json, stop_at: end, fields: [partition, offset]}}
+sinks:
+  lake: {{type: parquet, dataset: events, partition_by: [date, hour], max_file_rows: 15000}}
+"""
 
-def _write_events(folder: Path, count: int) -> None:
+
+def _events(count: int) -> list[bytes]:
     """JSON lines with a unique id, spread over three hours (so files land in several partitions)."""
     lines = []
     for index in range(count):
         minute = index * 180 // count
         lines.append(b'{"id":%d,"timestamp":"2024-03-01T%02d:%02d:00Z","message":"event %d"}' % (index, 10 + minute // 60, minute % 60, index))
-    (folder / "events.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
+def _write_events(folder: Path, count: int) -> None:
+    (folder / "events.jsonl").write_bytes(b"\n".join(_events(count)) + b"\n")
 
 
 def _lake_counts(lake: Path) -> tuple[int, int]:
@@ -71,6 +87,27 @@ def _run_and_kill(folder: Path, new_files: int) -> bool:
 def test_kill_9_at_random_moments_leaves_every_record_exactly_once(tmp_path: Path, loglake: Runner) -> None:
     _write_events(tmp_path, RECORDS)
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    _kill_repeatedly_then_finish(tmp_path, loglake)
+
+
+def test_kill_9_while_reading_kafka_leaves_every_message_exactly_once(
+    tmp_path: Path, loglake: Runner, kafka_broker: LocalBroker, kafka_topic: Callable[..., str]
+) -> None:
+    topic = kafka_topic(partitions=2)
+    events = _events(RECORDS)
+    for partition in range(2):
+        produce_lines(events[partition::2], kafka_broker.bootstrap, topic, partition=partition)
+    (tmp_path / "pipeline.yaml").write_text(KAFKA_PIPELINE.format(brokers=kafka_broker.bootstrap, topic=topic))
+
+    _kill_repeatedly_then_finish(tmp_path, loglake)
+
+    files = f"read_parquet('{tmp_path}/lake/events/**/*.parquet', hive_partitioning = true)"
+    offsets = duckdb.sql(f"SELECT count(DISTINCT (kafka_partition, kafka_offset)), max(kafka_offset) FROM {files}").fetchall()
+    assert offsets == [(RECORDS, RECORDS // 2 - 1)]
+
+
+def _kill_repeatedly_then_finish(tmp_path: Path, loglake: Runner) -> None:
+    """SIGKILL runs at random points of their writing, then let one run finish; the lake must be exact."""
     moments = random.Random(7).sample(range(2, 14), 5)
     killed = [_run_and_kill(tmp_path, new_files) for new_files in moments]
     assert sum(killed) >= 3, f"the pipeline ended before most kills ({killed}); the input is too small to test recovery"
