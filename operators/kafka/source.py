@@ -131,7 +131,10 @@ class KafkaSource:
         committer.poll(0)  # serves the results of earlier commits
         if offsets:
             try:
-                committer.commit(offsets=offsets, asynchronous=not wait)
+                if wait:
+                    committer.commit(offsets=offsets, asynchronous=False)
+                else:
+                    committer.commit(offsets=offsets, asynchronous=True)
             except KafkaException as exc:
                 self._commit_log.problem(f"cannot commit offsets to group '{self.config.group}': {error_text(exc)}")
 
