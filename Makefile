@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:
-#   make demo   — create .venv, install loglake, run the app-json example into a local lake, query it
+#   make demo   — create .venv, install loglake, run the app-json example into a local lake, query it;
+#                 then the same through Kafka: a local broker, a service logging to it, the kafka example
 #   make test   — create .venv, install loglake with test extras, run mypy --strict and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT level, count(*) AS records FROM app GROUP BY level ORDER BY records DESC"
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT path, count(*) AS requests, round(quantile_cont(duration_ms, 0.95), 1) AS p95_ms FROM app GROUP BY path HAVING count(*) >= 20 ORDER BY p95_ms DESC LIMIT 5"
 	$(BIN)/loglake query -p examples/app-json/pipeline.yaml "SELECT regexp_extract(source, '[^/]+$$') AS file, _line, _error FROM dead_letter"
+	$(BIN)/python examples/kafka/demo.py
 
 test: $(STAMP)
 	PYTHON=$(BIN)/python .ci/typecheck

@@ -81,7 +81,8 @@ def _cycle_issues(spec: PipelineSpec, edges: list[Edge]) -> list[SpecIssue]:
 
 
 def _dead_end_issues(spec: PipelineSpec, edges: list[Edge]) -> list[SpecIssue]:
-    main_consumed = {edge.source.node for edge in edges if edge.source.port is None}
+    """Nodes none of whose outputs is read (the `dropped` port does not count: it has the dead-letter sink)."""
+    read = {edge.source.node for edge in edges if edge.source.port != "dropped"}
     return [
         spec.issue(
             f"{node.kind} '{node.name}' leads nowhere: no stage or sink reads its output "
@@ -90,7 +91,7 @@ def _dead_end_issues(spec: PipelineSpec, edges: list[Edge]) -> list[SpecIssue]:
             node,
         )
         for node in spec.nodes.values()
-        if node.kind != "sink" and node.name not in main_consumed
+        if node.kind != "sink" and node.name not in read
     ]
 
 

@@ -24,11 +24,14 @@ def _row(node: NodeReport) -> list[str]:
         return [node.name, node.type_name, _n(counts.get("records_out", 0)), "", "", "", files, busy]
     seen, out = counts.get("records_in", 0), counts.get("records_out", 0)
     dropped = counts.get("records_dropped", 0)
+    if "late" in counts or node.type_name == "window":  # out counts window rows: what it left out is the late records
+        return [node.name, node.type_name, _n(seen), _n(out), _n(dropped), f"{_n(counts.get('late', 0))} late", "", busy]
     return [node.name, node.type_name, _n(seen), _n(out), _n(dropped), _n(max(seen - out - dropped, 0)), "", busy]
 
 
 def summary_table(result: RunResult) -> Table:
-    """One row per node; `filtered` = in − out − dropped (records a filter removed on purpose), `busy s` = time working."""
+    """One row per node; `filtered` = in − out − dropped (records a filter removed on purpose; for a window, its
+    late records), `busy s` = time working."""
     table = Table(title=None, box=None, header_style="bold", pad_edge=False)
     for column in ("node", "type", "in", "out", "dropped", "filtered", "files", "busy s"):
         table.add_column(column, justify="left" if column in ("node", "type") else "right")

@@ -101,8 +101,8 @@ class KafkaSourceConfig(KafkaConnectionConfig, SourceConfig):
     """Consumer group id: its committed offsets are where a partition without a checkpoint starts, and `commit_offsets` commits there (partitions are assigned by loglake, never by the group)."""
     start: Literal["earliest", "latest"] | datetime = "earliest"
     """Where a partition with neither a checkpoint nor a committed group offset starts: `earliest`, `latest`, or an ISO-8601 time (first message at or after it; no zone means UTC)."""
-    stop_at: Literal["end"] | None = None
-    """`end`: stop each partition at its end as found when it is opened (a bounded replay); unset: keep reading new messages."""
+    stop_at: Literal["end", "never"] | None = None
+    """`end`: stop each partition at its end as found when it is opened (a bounded replay); `never` or unset: keep reading new messages (`stop_at: ${KAFKA_STOP_AT:-never}` lets one file do both)."""
     format: Literal["raw", "json"] = "raw"
     """`raw`: each message value becomes the `message` column; `json`: each value is a JSON object whose keys become columns (a value that is not is kept in `message` with `_error` set)."""
     fields: list[MetadataField] = ["topic", "partition", "offset"]
