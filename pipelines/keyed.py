@@ -21,7 +21,7 @@ from bytewax import operators as op
 from bytewax.dataflow import Stream
 
 from loglake.pipelines.compile import flush_stage, run_stage
-from loglake.schemas.stage import NodeContext, StageOutput, ended_partition, partition_of
+from loglake.schemas.stage import NodeContext, StageOutput, ended_partition, partition_of, tag_partition
 
 __all__ = ["is_keyed_stage", "keyed_stage_step"]
 
@@ -89,6 +89,8 @@ def keyed_stage_step(
             return output
 
         pairs.extend(_non_empty(run_stage(stage, ctx, piece.rows, apply)))  # empty parts too: they carry progress
+        if piece.partition:  # sinks keep one source partition's records with one writer
+            pairs = [(port, tag_partition(batch, piece.partition)) for port, batch in pairs]
         return state, [pairs]
 
     keyed = op.flat_map(f"{name}__buckets", upstream, split)
