@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import sys
 import threading
-from datetime import timedelta
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
-import orjson
 import pyarrow as pa
 
 from loglake.schemas.config import SinkConfig
 from loglake.schemas.errors import TerminalError
+from loglake.schemas.json_codec import json_objects
 from loglake.schemas.registry import register_sink
 from loglake.schemas.stage import NodeContext
 
@@ -20,7 +18,6 @@ __all__ = ["StdoutConfig", "StdoutSink", "StdoutSinkWriter", "json_lines"]
 
 _LINES_LOCK = threading.Lock()
 """Held while a batch's lines are written, so lines of concurrent writers (and sinks) never interleave."""
-_JSON_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
 class StdoutConfig(SinkConfig):
@@ -35,36 +32,9 @@ class StdoutConfig(SinkConfig):
     """Line format: `json` writes each record as one JSON object (timestamps in ISO 8601 UTC, bytes in base64)."""
 
 
-def _json_default(value: Any) -> Any:
-    """JSON for what orjson does not know: bytes as base64 text, durations as seconds, the rest as text."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return str(value)
-
-
-def _printable(data_type: pa.DataType) -> pa.DataType:
-    """`data_type` with its timestamps (nested ones too) in UTC and at most µs, as Python and `Z` need."""
-    if pa.types.is_timestamp(data_type):
-        return pa.timestamp("us" if data_type.unit == "ns" else data_type.unit, tz="UTC" if data_type.tz else None)
-    if pa.types.is_duration(data_type) and data_type.unit == "ns":
-        return pa.duration("us")
-    if pa.types.is_struct(data_type):
-        return pa.struct([field.with_type(_printable(field.type)) for field in data_type])
-    if pa.types.is_list(data_type):
-        return pa.list_(data_type.value_field.with_type(_printable(data_type.value_type)))
-    if pa.types.is_large_list(data_type):
-        return pa.large_list(data_type.value_field.with_type(_printable(data_type.value_type)))
-    return data_type
-
-
 def json_lines(batch: pa.RecordBatch | pa.Table) -> bytes:
     """The batch as JSON lines (`{"timestamp":"2015-05-17T10:05:03Z",…}\\n` per record); nanoseconds are cut to µs."""
-    printable = pa.schema([field.with_type(_printable(field.type)) for field in batch.schema])
-    if not printable.equals(batch.schema):
-        batch = batch.cast(printable, safe=False)
-    return b"".join(orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS) for row in batch.to_pylist())
+    return b"".join(json_objects(batch, newline=True))
 
 
 class StdoutSinkWriter:

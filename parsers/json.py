@@ -19,12 +19,12 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from pydantic import Field
 
 from loglake.parsers.columns import lines_of, quote_line
 from loglake.schemas.config import StageConfig
+from loglake.schemas.json_codec import JsonLinesReader
 from loglake.schemas.parsing import ParseFailure, ParseResult
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
@@ -33,8 +33,6 @@ __all__ = ["JsonConfig", "JsonStage", "parse_object"]
 
 log = logging.getLogger(__name__)
 
-_MIN_BLOCK = 1 << 20
-_MAX_BLOCK = (1 << 31) - 1
 _BIG_INT = r"[:,\[]\s*-?(?:[0-9]{20}|9[2-9][0-9]{17})"
 """A JSON number that may be an integer beyond int64 (which orjson and Arrow turn into a lossy float)."""
 _LONG_DIGITS = re.compile(_BIG_INT)
@@ -92,38 +90,6 @@ def _big_ints(table: pa.Table, joined: pa.Array) -> bool:
         elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
             suspects.append(array.flatten())
     return False
-
-
-def _try_read(data: pa.Buffer, hints: pa.Schema | None) -> pa.Table | None:
-    options = pj.ReadOptions(use_threads=False, block_size=min(max(data.size + 1, _MIN_BLOCK), _MAX_BLOCK))
-    parse = pj.ParseOptions(explicit_schema=hints, unexpected_field_behavior="infer", newlines_in_values=False)
-    try:
-        return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=parse)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-
-
-def _text_hint(kind: pa.DataType) -> pa.DataType | None:
-    """`kind` with every timestamp Arrow inferred turned back into text, keeping only the paths that lead to one."""
-    if pa.types.is_timestamp(kind):
-        return pa.string()
-    if pa.types.is_struct(kind):
-        fields = [(f.name, _text_hint(f.type)) for f in kind]
-        kept = [pa.field(name, hint) for name, hint in fields if hint is not None]
-        return pa.struct(kept) if kept else None
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        item = _text_hint(kind.value_type)
-        return pa.list_(item) if item is not None else None
-    return None
-
-
-def _merge_hint(old: pa.DataType, new: pa.DataType) -> pa.DataType:
-    if pa.types.is_struct(old) and pa.types.is_struct(new):
-        merged = {f.name: f.type for f in old}
-        for f in new:
-            merged[f.name] = _merge_hint(merged[f.name], f.type) if f.name in merged else f.type
-        return pa.struct(list(merged.items()))
-    return new
 
 
 def _loads_leniently(line: str, exc: orjson.JSONDecodeError) -> Any:
@@ -279,7 +245,7 @@ class JsonStage:
     def __init__(self, config: JsonConfig, ctx: NodeContext) -> None:
         self.config = config
         self.ctx = ctx
-        self._hints: pa.Schema | None = None
+        self._reader = JsonLinesReader()
         """Keys seen holding ISO dates, read as text from the start so Arrow does not infer timestamps."""
 
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
@@ -362,23 +328,6 @@ class JsonStage:
         """The lines read by Arrow's JSON reader, or None if it cannot read them all exactly."""
         joined = _joined(lines)
         data = joined[0].as_buffer()
-        hints = self._hints
-        table = _try_read(data, hints)
-        if table is None and hints is not None:
-            table, hints = _try_read(data, None), None
-        if table is None or table.num_rows != len(lines):
-            return None
-        found = _text_hint(pa.struct(list(table.schema)))
-        if found is not None:
-            merged = found if hints is None else _merge_hint(pa.struct(list(hints)), found)
-            hints = self._hints = pa.schema(list(merged))
-            table = _try_read(data, hints)
-            if table is None or table.num_rows != len(lines):
-                return None
-        if hints is not None:
-            absent = [name for name in hints.names if table.column(name).null_count == table.num_rows]
-            table = table.drop_columns(absent)
-        if _big_ints(table, joined):
-            return None
-        return table
+        table = self._reader.read(data, len(lines))
+        return None if table is None or _big_ints(table, joined) else table
 

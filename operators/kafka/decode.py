@@ -16,11 +16,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from loglake.operators.kafka.client import Throttle
 from loglake.operators.kafka.config import KafkaSourceConfig
 from loglake.operators.lines import TRUNCATED_COLUMN
+from loglake.schemas.json_codec import JsonLinesReader
 from loglake.schemas.records import TIMESTAMP_TYPE, concat_batches
 from loglake.schemas.stage import NodeContext, with_error_columns
 
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 """`kafka_headers`: every header in order (a key may repeat); no headers is an empty list."""
 
-_MIN_BLOCK = 1 << 20
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
@@ -43,7 +42,7 @@ class MessageDecoder:
         self._ctx = ctx
         self._topic = topic
         self._partition = partition
-        self._hints: pa.Schema | None = None
+        self._reader = JsonLinesReader()
         """JSON keys seen holding ISO times, read as text from then on (Arrow would infer timestamps)."""
         self._throttles: dict[str, Throttle] = {}
 
@@ -144,22 +143,7 @@ class MessageDecoder:
         data = b"\n".join(value or b"" for value in values)
         if data.count(b"\n") != len(values) - 1:
             return None  # a value spans lines: rows would not line up with messages
-        table = _try_read(data, self._hints)
-        if table is None and self._hints is not None:
-            table = _try_read(data, None)
-        if table is None or table.num_rows != len(values):
-            return None
-        found = _text_hint(pa.struct(list(table.schema)))
-        if found is not None:
-            hints = found if self._hints is None else _merge_hint(pa.struct(list(self._hints)), found)
-            self._hints = pa.schema(list(hints))
-            table = _try_read(data, self._hints)
-            if table is None or table.num_rows != len(values):
-                return None
-        if self._hints is not None:
-            absent = [name for name in self._hints.names if table.column(name).null_count == table.num_rows]
-            table = table.drop_columns(absent)
-        return table
+        return self._reader.read(data, len(values))
 
     def _add_metadata(self, batch: pa.RecordBatch, messages: list[Any]) -> pa.RecordBatch:
         count = len(messages)
@@ -219,37 +203,6 @@ def _cut(value: bytes, limit: int) -> bytes:
     while 0 < cut < len(value) and value[cut] & 0xC0 == 0x80:
         cut -= 1
     return value[:cut]
-
-
-def _try_read(data: bytes, hints: pa.Schema | None) -> pa.Table | None:
-    options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 1, _MIN_BLOCK))
-    parse = pj.ParseOptions(explicit_schema=hints, unexpected_field_behavior="infer", newlines_in_values=False)
-    try:
-        return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=parse)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-
-
-def _text_hint(kind: pa.DataType) -> pa.DataType | None:
-    """`kind` with every timestamp Arrow inferred turned back into text, keeping only the paths that lead to one."""
-    if pa.types.is_timestamp(kind):
-        return pa.string()
-    if pa.types.is_struct(kind):
-        kept = [pa.field(f.name, hint) for f in kind if (hint := _text_hint(f.type)) is not None]
-        return pa.struct(kept) if kept else None
-    if pa.types.is_list(kind):
-        item = _text_hint(kind.value_type)
-        return pa.list_(item) if item is not None else None
-    return None
-
-
-def _merge_hint(old: pa.DataType, new: pa.DataType) -> pa.DataType:
-    if pa.types.is_struct(old) and pa.types.is_struct(new):
-        merged = {f.name: f.type for f in old}
-        for f in new:
-            merged[f.name] = _merge_hint(merged[f.name], f.type) if f.name in merged else f.type
-        return pa.struct(list(merged.items()))
-    return new
 
 
 def _as_batch(table: pa.Table) -> pa.RecordBatch:
