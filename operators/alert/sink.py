@@ -21,7 +21,7 @@ from loglake.operators.alert.delivery import Delivery, RetryPolicy, Webhook
 from loglake.operators.alert.message import BODIES, Notification, Summary
 from loglake.operators.alert.rules import AlertRules, Transition
 from loglake.operators.sql import SqlEvaluator, compile_expression
-from loglake.operators.stdout import json_lines
+from loglake.schemas.json_codec import json_objects
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.registry import register_sink
 from loglake.schemas.stage import NodeContext
@@ -96,7 +96,7 @@ class AlertSinkWriter:
 
     def _notify(self, transition: Transition, batch: pa.RecordBatch, index: int) -> None:
         config = self._sink.config
-        row: dict[str, Any] = orjson.loads(json_lines(batch.slice(index, 1)))
+        row: dict[str, Any] = orjson.loads(json_objects(batch.slice(index, 1))[0])
         summary = self._sink.summary.render(row) if self._sink.summary is not None else None
         group = {name: row[name] for name in config.group_by}
         skip = {*config.group_by, *WINDOW_COLUMNS}
