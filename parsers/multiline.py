@@ -5,15 +5,21 @@ not). With `match: after`, continuations are appended to the line before them; w
 they are prepended to the line after them. Lines are grouped per `source` (each file or stream keeps its
 own partial event), and the event still open at the end of a batch waits for the next batch — until
 `flush_timeout` passes without a new line, or its source ends.
+
+The open events live in a picklable `OpenEvents` handed to the engine hooks (`route`, `progress`,
+`new_state`, `apply`, `on_flush`): the engine keeps one per worker bucket in Bytewax keyed state, so they
+are in the crash-recovery snapshots, and `route` sends a batch whole to the bucket of its source partition,
+so a partition's lines always meet the same state. `process`/`flush` run the same code on one internal state.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import ClassVar, Literal
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -24,13 +30,15 @@ from loglake.schemas.config import StageConfig
 from loglake.schemas.errors import ConfigError
 from loglake.schemas.records import concat_batches
 from loglake.schemas.registry import register_stage
-from loglake.schemas.stage import NodeContext, StageOutput
+from loglake.schemas.stage import NodeContext, StageOutput, partition_of
 from loglake.schemas.units import Duration
 
-__all__ = ["MultilineConfig", "MultilineStage"]
+__all__ = ["MultilineConfig", "MultilineStage", "OpenEvents"]
 
 _NO_SOURCE = "\0no-source"
 """Group key for records without a `source` column."""
+_UNTAGGED = ""
+"""The partition of records the engine did not tag with one (as the engine names it)."""
 
 
 class MultilineConfig(StageConfig):
@@ -59,10 +67,34 @@ class MultilineConfig(StageConfig):
 
 @dataclass
 class _Pending:
-    """The open event of one source: its rows so far and when the last one arrived."""
+    """The open event of one source: its rows so far and when (wall clock, UTC) the last one arrived."""
 
     rows: pa.RecordBatch
-    touched: float
+    touched: datetime
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle only the event's rows, not the whole batch they are a slice of."""
+        return {"rows": pa.concat_batches([self.rows]), "touched": self.touched}
+
+
+@dataclass
+class OpenEvents:
+    """A multiline state: the open event of each (source partition, `source` value); picklable."""
+
+    pending: dict[tuple[str, str], _Pending] = field(default_factory=dict)
+
+    def idle(self, now: datetime, timeout: timedelta) -> list[tuple[str, str]]:
+        """Keys of the events that got no line for `timeout`."""
+        return [key for key, pending in self.pending.items() if now - pending.touched >= timeout]
+
+    def of_ended(self, ended: str) -> list[tuple[str, str]]:
+        """Keys of the events of partition (or `source`) `ended`; when it has none, those of untagged records.
+
+        Untagged records belong to no partition an end marker could name, so the first end that finds
+        nothing of its own releases them: nothing is held past the end of the run (at worst an event is split).
+        """
+        keys = [key for key in self.pending if ended in key]
+        return keys or [key for key in self.pending if key[0] == _UNTAGGED]
 
 
 @register_stage(MultilineConfig)
@@ -80,41 +112,58 @@ class MultilineStage:
             raise ConfigError(f"pattern {config.pattern!r} is not a valid RE2 expression: {exc}", field="pattern") from None
         if config.flush_timeout <= timedelta(0):
             raise ConfigError("flush_timeout must be longer than 0s", field="flush_timeout")
-        self._timeout = config.flush_timeout.total_seconds()
-        self._pending: dict[str, _Pending] = {}
+        self.state = self.new_state()
+        """The state `process` and `flush` use."""
         self._lock = threading.Lock()
+
+    # -- the FlushingStage protocol, on one state -------------------------------------------------------------
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """Complete events of this batch (with any open event carried over from the last one)."""
-        if batch.num_rows == 0:
-            return StageOutput(main=batch)
-        if self.config.field not in batch.schema.names:
-            return StageOutput(main=batch)  # nothing to join: records pass unchanged
-        events = [self._advance(key, rows) for key, rows in _by_source(batch)]
-        return StageOutput(main=_concat(events, batch.schema))
+        with self._lock:
+            return self.apply(self.state, batch, partition_of(batch) or _UNTAGGED, None, _now())
 
     def flush(self, ended: str | None) -> StageOutput | None:
-        """On a tick, open events idle past `flush_timeout`; at the end of a source, its open event.
-
-        An end marker for a partition that matches no source key releases every open event, so that
-        records are never held back past the end of the run (at worst an event is split in two).
-        """
-        now = time.monotonic()
+        """On a tick, open events idle past `flush_timeout`; at the end of a partition (or `source`), its open events."""
         with self._lock:
-            if ended is None:
-                keys = [key for key, pending in self._pending.items() if now - pending.touched >= self._timeout]
-            else:
-                keys = [ended] if ended in self._pending else list(self._pending)
-            released = [self._pending.pop(key).rows for key in keys]
-        if not released:
-            return None
-        events = [self._join(rows, np.array([0], dtype=np.int64)) for rows in released]
-        return StageOutput(main=_concat(events, events[0].schema))
+            return self.on_flush(self.state, ended, _now())
 
-    def _advance(self, key: str, rows: pa.RecordBatch) -> pa.RecordBatch:
+    # -- engine hooks --------------------------------------------------------------------------------------
+
+    def new_state(self, partitions: Iterable[str] = (), now: datetime | None = None) -> OpenEvents:
+        """An empty, picklable state (events open as lines come: nothing to expect from `partitions` or `now`)."""
+        return OpenEvents()
+
+    def route(self, batch: pa.RecordBatch, buckets: int) -> list[pa.RecordBatch]:
+        """`batch` whole to the bucket of its source partition (a stable hash, the same in every process); the others empty."""
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1, got {buckets}")
+        parts = [batch.slice(0, 0)] * buckets
+        parts[zlib.adler32((partition_of(batch) or _UNTAGGED).encode()) % buckets] = batch
+        return parts
+
+    def progress(self, batch: pa.RecordBatch) -> datetime | None:
+        """None: joining lines does not depend on event time."""
+        return None
+
+    def apply(self, state: OpenEvents, rows: pa.RecordBatch, partition: str, progress: datetime | None, now: datetime) -> StageOutput:
+        """Join `rows` (from source `partition`, at wall-clock `now`) onto `state`'s open events; complete events come out."""
+        if rows.num_rows == 0 or self.config.field not in rows.schema.names:
+            return StageOutput(main=rows)  # nothing to join: records pass unchanged
+        events = [self._advance(state, (partition, source), part, now) for source, part in _by_source(rows)]
+        return StageOutput(main=_concat(events, rows.schema))
+
+    def on_flush(self, state: OpenEvents, ended: str | None, now: datetime) -> StageOutput | None:
+        """An idle tick (`ended` None): events idle past `flush_timeout`; the end of `ended`: its events (see `OpenEvents.of_ended`)."""
+        keys = state.idle(now, self.config.flush_timeout) if ended is None else state.of_ended(ended)
+        events = [self._join(state.pending.pop(key).rows, np.array([0], dtype=np.int64)) for key in keys]
+        return StageOutput(main=_concat(events, events[0].schema)) if events else None
+
+    # -- the work ----------------------------------------------------------------------------------------
+
+    def _advance(self, state: OpenEvents, key: tuple[str, str], rows: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
         """Join this source's new rows onto its open event; keep the new open event back."""
-        with self._lock:
-            pending = self._pending.pop(key, None)
+        pending = state.pending.pop(key, None)
         if pending is not None:
             rows = _concat([pending.rows, rows], None)
         starts, open_from = self._event_starts(rows)
@@ -123,8 +172,7 @@ class MultilineStage:
         complete = np.concatenate((_capped(starts[starts < open_from], open_from, limit), open_from + limit * np.arange(full_chunks)))
         open_from += limit * full_chunks
         if open_from < rows.num_rows:
-            with self._lock:
-                self._pending[key] = _Pending(rows.slice(open_from), time.monotonic())
+            state.pending[key] = _Pending(rows.slice(open_from), now)
         return self._join(rows.slice(0, open_from), complete.astype(np.int64))
 
     def _event_starts(self, rows: pa.RecordBatch) -> tuple[np.ndarray, int]:
@@ -152,6 +200,10 @@ class MultilineStage:
         first = rows.take(pa.array(starts, pa.int64()))
         index = first.schema.get_field_index(self.config.field)
         return first.set_column(index, first.schema.field(index).with_type(pa.string()), pa.array(joined, pa.string()))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _capped(starts: np.ndarray, end: int, limit: int) -> np.ndarray:

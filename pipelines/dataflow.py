@@ -30,11 +30,13 @@ _EMPTY = pa.RecordBatch.from_pydict({})
 class RunControl:
     """Shared by the runner and the adapters: stop requests, source positions and open sink writers."""
 
-    def __init__(self, positions: PositionTracker, recovery: bool = False) -> None:
+    def __init__(self, positions: PositionTracker, recovery: bool = False, resuming_store: bool = False) -> None:
         self.stop = threading.Event()
         self.positions = positions
         self.recovery = recovery
         """Whether snapshots are kept: sinks then commit with every snapshot (exactly-once after a crash)."""
+        self.resuming_store = resuming_store
+        """Whether the snapshot store existed before this run (so a sink partition without a snapshot crashed early)."""
         self._writers: list[SinkWriter] = []
         self._lock = threading.Lock()
 
@@ -170,7 +172,7 @@ class _PartitionedSinkAdapter(FixedPartitionedSink[pa.RecordBatch, Any]):
         return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _SnapshottingPartitionAdapter:
-        writer = self._sink.open_partition(for_part, resume_state)
+        writer = self._sink.open_partition(for_part, resume_state, roll_back_unsnapshotted=self._control.resuming_store)
         return _SnapshottingPartitionAdapter(writer, self._control, self._counters)
 
 

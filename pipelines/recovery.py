@@ -13,8 +13,10 @@ from loglake.schemas.errors import TerminalError
 __all__ = ["prepare_recovery_dir"]
 
 
-def prepare_recovery_dir(folder: Path, process_id: int, processes: int, reset: bool = False) -> None:
+def prepare_recovery_dir(folder: Path, process_id: int, processes: int, reset: bool = False) -> bool:
     """Make sure `folder` holds this process's recovery partition (`part-<process_id>.sqlite3` of `processes`).
+
+    Whether it existed already (an earlier run used it; False when it was created now).
 
     Each process of a cluster keeps its own partition on its own disk; Bytewax gathers them when it resumes.
     A partition left by a cluster of a different size cannot be resumed and is reported, not replaced.
@@ -28,7 +30,8 @@ def prepare_recovery_dir(folder: Path, process_id: int, processes: int, reset: b
     if others and processes == 1:
         raise TerminalError(f"recovery folder {folder} holds {', '.join(others)} from a cluster run; use that cluster's layout or --reset")
     if mine.exists():
-        return
+        return True
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         init_db_dir(Path(scratch), processes)  # type: ignore[no-untyped-call]
         shutil.move(str(Path(scratch) / mine.name), mine)
+    return False

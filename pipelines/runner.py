@@ -32,13 +32,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run: worker threads, cluster membership, crash recovery, follow override, checkpoint reset."""
+    """How to run: worker threads, cluster membership, crash recovery, follow override, checkpoint use and reset."""
 
     workers: int = 1
     """Worker threads in this process."""
     follow: bool | None = None
     reset: bool = False
     """Ignore the saved checkpoint and recovery snapshots: start from each source's configured start."""
+    checkpoint: bool = True
+    """Resume from the saved checkpoint, save one at the end and commit sources' offsets (a Kafka group); False
+    (a replay) reads from each source's configured start and leaves every saved position as it was."""
     process_id: int = 0
     """This process's index in `addresses`."""
     addresses: tuple[str, ...] = ()
@@ -98,11 +101,11 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
     """Run an already compiled pipeline."""
     spec = compiled.spec
     checkpoint = checkpoint_path(spec.lake_dir, spec.name)
-    resume = {} if options.reset else _remapped(compiled, load_checkpoint(checkpoint))
-    recovery = _recovery_config(options)
+    resume = _remapped(compiled, load_checkpoint(checkpoint)) if options.checkpoint and not options.reset else {}
+    recovery, store_existed = _recovery_config(options)
     if recovery is not None:
         _warn_about_state_outside_snapshots(compiled)
-    control = RunControl(PositionTracker(resume), recovery=recovery is not None)
+    control = RunControl(PositionTracker(resume), recovery=recovery is not None, resuming_store=store_existed)
     flow = build_dataflow(compiled, control, sink_partitions=options.workers * options.processes)
     started = time.perf_counter()
     log.info(
@@ -128,11 +131,12 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
             control.abort_writers()
             raise _user_facing(exc) from None
     elapsed = time.perf_counter() - started
-    if options.processes > 1:
-        save_checkpoint(checkpoint, control.positions.recorded(), merge=True)
-    else:
-        save_checkpoint(checkpoint, control.positions.snapshot())
-    _commit_source_offsets(compiled, control.positions.recorded())
+    if options.checkpoint:
+        if options.processes > 1:
+            save_checkpoint(checkpoint, control.positions.recorded(), merge=True)
+        else:
+            save_checkpoint(checkpoint, control.positions.snapshot())
+        _commit_source_offsets(compiled, control.positions.recorded())
     return RunResult(
         pipeline=spec.name,
         elapsed=elapsed,
@@ -170,11 +174,12 @@ def _commit_source_offsets(compiled: CompiledPipeline, positions: dict[str, dict
             commit(reached, wait=True)
 
 
-def _recovery_config(options: RunOptions) -> RecoveryConfig | None:
+def _recovery_config(options: RunOptions) -> tuple[RecoveryConfig | None, bool]:
+    """Bytewax's recovery settings (None without `--recovery-dir`) and whether the snapshot store existed."""
     if options.recovery_dir is None:
-        return None
-    prepare_recovery_dir(options.recovery_dir, options.process_id, options.processes, reset=options.reset)
-    return RecoveryConfig(options.recovery_dir)  # type: ignore[no-untyped-call]
+        return None, False
+    existed = prepare_recovery_dir(options.recovery_dir, options.process_id, options.processes, reset=options.reset)
+    return RecoveryConfig(options.recovery_dir), existed  # type: ignore[no-untyped-call]
 
 
 def _remapped(compiled: CompiledPipeline, saved: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

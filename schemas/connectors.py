@@ -94,7 +94,9 @@ class SnapshottingWriter(SinkWriter, Protocol):
 class PartitionedSink(Protocol):
     """A sink with a fixed set of writers named by the engine (one per sink partition), each resumable."""
 
-    def open_partition(self, partition: str, resume: Any | None) -> SnapshottingWriter:
+    def open_partition(self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False) -> SnapshottingWriter:
         """The writer of one sink partition. With `resume` (a state its `snapshot` returned), first remove
-        every output of this partition written after that snapshot; without it, start fresh."""
+        every output of this partition written after that snapshot. Without it, start fresh; with
+        `roll_back_unsnapshotted` too (the engine's snapshot store existed, so an earlier run of this partition
+        crashed before storing any snapshot), first remove what that run wrote."""
         ...

@@ -33,7 +33,7 @@ from loglake.schemas.errors import TerminalError
 from loglake.schemas.records import fill_missing_timestamps
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["ParquetSinkWriter"]
+__all__ = ["ParquetSinkWriter", "remove_writer_files"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,10 @@ class ParquetSinkWriter:
         self._sequence = 0
         if resume is not None:
             self._sequence = int(resume["sequence"])
-            self._roll_back_after(self._sequence)
+            removed = remove_writer_files(dataset_dir, writer_id, after=self._sequence)
+            if removed:
+                log.warning("%s: removed %d file(s) written after the last snapshot; their records are read again", ctx.node, removed)
+                ctx.counters.add("files_rolled_back", removed)
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Add records to their partitions' files; an empty batch only rolls files past `max_file_age`."""
@@ -82,7 +85,7 @@ class ParquetSinkWriter:
     def snapshot(self) -> dict[str, Any]:
         """Commit every open file; the state a resumed writer rolls back to (`resume=`)."""
         self.close()
-        return {"sequence": self._sequence}
+        return {"sequence": self._sequence, "writer": self._writer_id}
 
     def abort(self) -> None:
         """Delete every uncommitted file of this writer; committed files stay."""
@@ -145,21 +148,6 @@ class ParquetSinkWriter:
         counters.add("bytes_written", size)
         log.info("%s: committed %s (%d rows, %d bytes)", self._ctx.node, part.path, part.rows, size)
 
-    def _roll_back_after(self, sequence: int) -> None:
-        """Delete this writer's files numbered after `sequence`, committed or not (output after a snapshot)."""
-        if not self._dataset_dir.is_dir():
-            return
-        numbered = re.compile(rf"^\.?part-\d{{8}}T\d{{6}}-{re.escape(self._writer_id)}-(\d+)-[0-9a-f]+\.parquet(\.inprogress)?$")
-        removed = 0
-        for path in self._dataset_dir.rglob(f"*part-*-{self._writer_id}-*"):
-            match = numbered.match(path.name)
-            if match and (int(match.group(1)) > sequence or match.group(2)):
-                path.unlink(missing_ok=True)
-                removed += 1
-        if removed:
-            log.warning("%s: removed %d file(s) written after the last snapshot; their records are read again", self._ctx.node, removed)
-            self._ctx.counters.add("files_rolled_back", removed)
-
     def _roll_aged(self) -> None:
         limit = self._config.max_file_age.total_seconds()
         now = time.monotonic()
@@ -183,3 +171,17 @@ class ParquetSinkWriter:
         except (WriteFailure, PartitionKeyError) as exc:
             self.abort()
             raise TerminalError(str(exc), node=self._ctx.node) from exc
+
+
+def remove_writer_files(dataset_dir: Path, writer_id: str, after: int) -> int:
+    """Delete writer `writer_id`'s files numbered after `after`, committed or not; how many were deleted."""
+    if not dataset_dir.is_dir():
+        return 0
+    numbered = re.compile(rf"^\.?part-\d{{8}}T\d{{6}}-{re.escape(writer_id)}-(\d+)-[0-9a-f]+\.parquet(\.inprogress)?$")
+    removed = 0
+    for path in dataset_dir.rglob(f"*part-*-{writer_id}-*"):
+        match = numbered.match(path.name)
+        if match and (int(match.group(1)) > after or match.group(2)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -25,6 +25,8 @@ def _at(*seconds: float | None) -> list[datetime | None]:
          batch_of(id=[1, 2, 3, 4, 5], host=["a", "b", "a", "c", "b"], timestamp=_at(0, 1, 2, 3, 4)), [1, 2, 4]),
         ("{type: dedupe, key: [host, status]}",
          batch_of(id=[1, 2, 3, 4], host=["a", "a", "a", "b"], status=[200, 500, 200, 200], timestamp=_at(0, 1, 2, 3)), [1, 2, 4]),
+        ("{type: dedupe, key: [host, status, path]}",
+         batch_of(id=[1, 2, 3, 4], host=["a", "a", "a", None], status=[200, 200, 404, 200], path=["/"] * 4, timestamp=_at(0, 1, 2, 3)), [1, 3, 4]),
         ("{type: dedupe, key: [host], window: 10s}",
          batch_of(id=[1, 2, 3, 4], host=["a", "a", "a", "a"], timestamp=_at(0, 9, 10, 15)), [1, 3]),
         ("{type: dedupe, key: [host]}",
@@ -36,7 +38,7 @@ def _at(*seconds: float | None) -> list[datetime | None]:
          batch_of(id=[1, 2, 3], host=["a", "a", "b"], timestamp=_at(0, 3600, 0)), [1, 3]),
         ("{type: dedupe, key: [host]}", batch_of(id=[1, 2, 3], host=["a", "a", "b"]), [1, 3]),
     ],
-    ids=["single-key", "composite-key", "window-restarts-after-expiry", "earliest-event-wins", "null-key-never-duplicate",
+    ids=["single-key", "composite-key", "three-field-key", "window-restarts-after-expiry", "earliest-event-wins", "null-key-never-duplicate",
          "missing-key-field-never-duplicate", "processing-time", "no-timestamp-uses-processing-time"],
 )
 def test_within_one_batch(snippet: str, records: pa.RecordBatch, kept_ids: list[int]) -> None:
@@ -67,9 +69,9 @@ def test_across_batches_by_event_time(batches: list[tuple[list[str], list[float]
 def test_state_expires_keys_older_than_the_window() -> None:
     stage = build_stage("{type: dedupe, key: [host], window: 1m}")
     stage.process(batch_of(host=[f"h{i}" for i in range(100)], timestamp=_at(*[0] * 100)))
-    assert len(stage._state) == 100
+    assert len(stage.state.times) == 100
     stage.process(batch_of(host=["new"], timestamp=_at(61)))
-    assert list(stage._state) != [] and len(stage._state) == 1
+    assert list(stage.state.times) != [] and len(stage.state.times) == 1
 
 
 def test_max_keys_evicts_the_oldest_and_counts_them() -> None:
