@@ -74,7 +74,7 @@ class _Hasher:
 
     def hash(self, keys: pa.Table) -> np.ndarray:
         with self._lock:
-            con = self._idle.pop() if self._idle else duckdb.connect(config={"threads": 1})
+            con = self._idle.pop() if self._idle else duckdb.connect(config={"threads": 1, "autoinstall_known_extensions": False})
         try:
             columns = ", ".join('"' + name.replace('"', '""') + '"' for name in keys.column_names)
             con.register("_keys", keys)

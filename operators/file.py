@@ -1,14 +1,21 @@
-"""The `file` source: log files named by paths and globs, read to their end or followed like `tail -F`."""
+"""The `file` source: log files named by paths and globs, read to their end or followed like `tail -F`.
+
+Files whose name ends in `.gz` are decompressed as they are read; their positions (`offset`) count bytes of
+the decompressed stream, and resuming one decompresses it again up to that offset. A compressed file is an
+archive: a follower notices when its path names another file, but does not check it for truncation.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import gzip
 import io
 import logging
 import os
 import re
 import time
+import zlib
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -38,7 +45,7 @@ class FileConfig(LinesConfig):
 
     type: Literal["file"]
     paths: list[str] = Field(min_length=1)
-    """Files or globs (`**` spans folders); relative ones resolve against the pipeline file's folder."""
+    """Files or globs (`**` spans folders); relative ones resolve against the pipeline file's folder; files ending in `.gz` are decompressed as they are read."""
     start_at: Literal["beginning", "end"] = "beginning"
     """Where to start in a file without a saved position: `beginning`, or `end` for lines written from now on."""
     follow: bool = False
@@ -106,7 +113,8 @@ class FilePartition:
         self._node = ctx.node
         self._follow = follow
         self._reader = LineReader(config, ctx, path)
-        self._file: io.FileIO | None = None
+        self._compressed = path.endswith(".gz")
+        self._file: io.FileIO | gzip.GzipFile | None = None
         self._inode: int | None = None
         self._device: int | None = None
         self._read_offset = 0  # bytes of the file read into the reader
@@ -135,7 +143,8 @@ class FilePartition:
         return batch
 
     def position(self) -> dict[str, int | None]:
-        """`{"inode", "offset", "line"}`: the file, the byte offset of the next unread line, the last line's number."""
+        """`{"inode", "offset", "line"}`: the file, the byte offset of the next unread line (in the decompressed
+        stream, for a `.gz` file), the last line's number."""
         return {"inode": self._inode, "offset": self._reader.offset, "line": self._reader.line}
 
     def close(self) -> None:
@@ -159,7 +168,7 @@ class FilePartition:
     def _open_file(self) -> bool:
         """Open the path from its first byte; False when it does not exist and a follower may wait for it."""
         try:
-            handle = io.FileIO(self._path, "rb")
+            handle = gzip.open(self._path, "rb") if self._compressed else io.FileIO(self._path, "rb")
         except FileNotFoundError:
             if self._follow:
                 return False
@@ -180,16 +189,26 @@ class FilePartition:
     def _resume(self, inode: int | None, offset: int, line: int) -> None:
         if inode is None:
             return  # saved before the file existed: all of it is new
-        assert self._file is not None
-        size = os.fstat(self._file.fileno()).st_size
-        if inode == self._inode and offset <= size:
-            self._seek(offset, line)
-            return
-        why = f"it is another file now (inode {inode} → {self._inode})" if inode != self._inode else f"it shrank to {size:,} bytes"
+        if inode == self._inode:
+            size = self._size_up_to(offset)
+            if offset <= size:
+                self._seek(offset, line)
+                return
+            self._seek(0, 0)
+            why = f"it shrank to {size:,} bytes"
+        else:
+            why = f"it is another file now (inode {inode} → {self._inode})"
         log.warning(
             "%s: %s changed while stopped (%s); the saved position (line %d, byte %d) is void, reading it from the start",
             self._node, self._path, why, line, offset,
         )
+
+    def _size_up_to(self, offset: int) -> int:
+        """The file's size in bytes; for a `.gz` file, of the decompressed stream, counted no further than `offset`."""
+        assert self._file is not None
+        if self._compressed:
+            return self._file.seek(offset)
+        return os.fstat(self._file.fileno()).st_size
 
     def _skip_to_end(self) -> None:
         """Start after the last complete line, counting the lines skipped so `_line` stays the line in the file."""
@@ -210,8 +229,8 @@ class FilePartition:
         while self._file is not None and self._reader.wants_more and budget > 0:
             try:
                 chunk = self._file.read(CHUNK_SIZE)
-            except OSError as exc:
-                raise TerminalError(f"cannot read {self._path}: {exc.strerror}", self._node) from None
+            except (OSError, EOFError, zlib.error) as exc:
+                raise TerminalError(f"cannot read {self._path}: {_read_problem(exc)}", self._node) from None
             self._at_eof = not chunk
             if self._at_eof:
                 break
@@ -243,8 +262,13 @@ class FilePartition:
         return self._rotated
 
     def _check_truncation(self) -> bool:
-        """Whether the open file is now shorter than what was read; if so, read it again from the start."""
+        """Whether the open file is now shorter than what was read; if so, read it again from the start.
+
+        A compressed file is never checked: its size on disk is not comparable with the bytes read from it.
+        """
         assert self._file is not None
+        if self._compressed:
+            return False
         size = os.fstat(self._file.fileno()).st_size
         if size >= self._read_offset:
             return False
@@ -270,6 +294,15 @@ class FilePartition:
             f"reading the new one (inode {self._inode}) from the start" if opened else "waiting for the new one",
         )
         return batch
+
+
+def _read_problem(exc: BaseException) -> str:
+    """Why a read failed, for a message: the OS's reason, or what is wrong with a compressed file."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, EOFError):
+        return "the compressed file ends early (is it still being written?)"
+    return f"not a valid gzip file ({exc})"
 
 
 def _parse_position(resume: Any | None, path: str, node: str) -> tuple[int | None, int, int] | None:

@@ -19,6 +19,7 @@ from loglake.pipelines.broker_cli import add_dev_broker_command
 from loglake.pipelines.parse_cli import add_parse_command
 from loglake.pipelines.pipeline_tests import add_test_command
 from loglake.pipelines.produce_cli import add_produce_command
+from loglake.pipelines.replay_cli import add_replay_command
 from loglake.schemas.errors import LoglakeError, SpecError, UsageError
 from loglake.schemas.units import parse_duration
 
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_test_command(commands)
     add_dev_broker_command(commands)
     add_produce_command(commands)
+    add_replay_command(commands)
 
     query = commands.add_parser("query", help="run SQL over the lake (one view per dataset)")
     query.add_argument("sql", help='e.g. "SELECT level, count(*) FROM app GROUP BY 1"')

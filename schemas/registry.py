@@ -23,6 +23,7 @@ BUILTINS: dict[Kind, dict[str, str]] = {
         "file": "loglake.operators.file",
         "stdin": "loglake.operators.stdin",
         "kafka": "loglake.operators.kafka",
+        "lake": "loglake.operators.lake_source",
     },
     "stage": {
         "json": "loglake.parsers.json",

@@ -6,7 +6,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from loglake.schemas.config import NodeConfig, SinkConfig, SourceConfig
 from loglake.schemas.units import ByteSize, Duration
@@ -49,6 +49,8 @@ SINK_OWNED_OPTIONS: dict[str, str] = {
 """librdkafka producer settings loglake sets itself, each with what to do instead."""
 
 _MAX_POLL_TIMEOUT = timedelta(milliseconds=100)
+_TIME_WORDS = {"start": ("earliest", "latest"), "stop_at": ("end", "never")}
+"""The words `start` and `stop_at` take besides a time."""
 
 
 class KafkaConnectionConfig(NodeConfig):
@@ -101,8 +103,8 @@ class KafkaSourceConfig(KafkaConnectionConfig, SourceConfig):
     """Consumer group id: its committed offsets are where a partition without a checkpoint starts, and `commit_offsets` commits there (partitions are assigned by loglake, never by the group)."""
     start: Literal["earliest", "latest"] | datetime = "earliest"
     """Where a partition with neither a checkpoint nor a committed group offset starts: `earliest`, `latest`, or an ISO-8601 time (first message at or after it; no zone means UTC)."""
-    stop_at: Literal["end", "never"] | None = None
-    """`end`: stop each partition at its end as found when it is opened (a bounded replay); `never` or unset: keep reading new messages (`stop_at: ${KAFKA_STOP_AT:-never}` lets one file do both)."""
+    stop_at: Literal["end", "never"] | datetime | None = None
+    """`end`: stop each partition at its end as found when it is opened (a bounded replay); an ISO-8601 time: stop each partition at its first message stamped after it (or at that end, if none is); `never` or unset: keep reading new messages (`stop_at: ${KAFKA_STOP_AT:-never}` lets one file do both)."""
     format: Literal["raw", "json"] = "raw"
     """`raw`: each message value becomes the `message` column; `json`: each value is a JSON object whose keys become columns (a value that is not is kept in `message` with `_error` set)."""
     fields: list[MetadataField] = ["topic", "partition", "offset"]
@@ -128,21 +130,21 @@ class KafkaSourceConfig(KafkaConnectionConfig, SourceConfig):
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
-    @field_validator("start", mode="before")
+    @field_validator("start", "stop_at", mode="before")
     @classmethod
-    def _start_time(cls, value: Any) -> Any:
-        if value in ("earliest", "latest"):
+    def _word_or_time(cls, value: Any, info: ValidationInfo) -> Any:
+        words = _TIME_WORDS[str(info.field_name)]
+        if value is None or value in words:
             return value
+        expected = f"{words[0]}, {words[1]} or an ISO-8601 time (e.g. 2024-05-01T00:00:00Z)"
         if isinstance(value, str):
             try:
                 value = datetime.fromisoformat(value.strip())
             except ValueError:
-                raise ValueError(
-                    f"'{value}' is not earliest, latest or an ISO-8601 time (e.g. 2024-05-01T00:00:00Z)"
-                ) from None
+                raise ValueError(f"'{value}' is not {expected}") from None
         if isinstance(value, datetime):
             return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        raise ValueError(f"{value!r} is not earliest, latest or an ISO-8601 time (e.g. 2024-05-01T00:00:00Z)")
+        raise ValueError(f"{value!r} is not {expected}")
 
     @field_validator("poll_timeout")
     @classmethod
@@ -157,6 +159,8 @@ class KafkaSourceConfig(KafkaConnectionConfig, SourceConfig):
             raise ValueError("give exactly one of 'topics' and 'topic_pattern'")
         if self.topics is not None and any(not topic for topic in self.topics):
             raise ValueError("topics: a topic name is empty")
+        if isinstance(self.start, datetime) and isinstance(self.stop_at, datetime) and self.start > self.stop_at:
+            raise ValueError(f"start ({self.start.isoformat()}) is after stop_at ({self.stop_at.isoformat()})")
         return self
 
 

@@ -1,4 +1,4 @@
-"""Where a topic partition starts and, for a bounded replay, ends.
+"""Where a topic partition starts and, for a bounded replay, ends (at the end of the log, or at a time).
 
 The start is, in order: the checkpoint's resume position, the group's committed offset, then the `start`
 rule (earliest, latest, or the first message at or after a time). The end of the log is found by reading
@@ -39,6 +39,8 @@ class Span:
     """Stop before this offset (`stop_at: end`); None reads on forever."""
     not_before_ms: int | None = None
     """Skip leading messages stamped before this time (ms since the epoch): `start` at a time on a broker whose time index is coarse."""
+    not_after_ms: int | None = None
+    """Stop at the first message stamped after this time (ms since the epoch): `stop_at` at a time."""
 
 
 class _Planner:
@@ -144,7 +146,12 @@ def plan_span(
             node, start, low - 1, planner.name, origin, low,
         )
         start = low
-    end = log_end() if config.stop_at == "end" else None
-    log.info("%s: reading %s from offset %d (%s)%s", node, planner.name, start, origin, "" if end is None else f" to offset {end}")
-    return Span(start, end, not_before)
+    stop_time = config.stop_at if isinstance(config.stop_at, datetime) else None
+    end = log_end() if config.stop_at == "end" or stop_time is not None else None
+    until = "" if end is None else f" to offset {end}"
+    if stop_time is not None:
+        until += f" or its first message after {stop_time.isoformat()}"
+    log.info("%s: reading %s from offset %d (%s)%s", node, planner.name, start, origin, until)
+    not_after = None if stop_time is None else int(stop_time.timestamp() * 1000)
+    return Span(start, end, not_before, not_after)
 

@@ -43,11 +43,12 @@ class KafkaSink:
         """A writer with its own producer, connected (with backoff up to `connect_timeout`) before it returns."""
         return KafkaSinkWriter(self.config, self._ctx, self._tuning())
 
-    def open_partition(self, partition: str, resume: Any | None) -> KafkaSinkWriter:
+    def open_partition(self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False) -> KafkaSinkWriter:
         """The writer of one sink partition, whose `snapshot` waits until everything written is delivered.
 
-        Kafka cannot take messages back, so `resume` removes nothing: the messages a crashed run sent after its
-        last snapshot are sent again (at least once; never lost). Exactly once would need Kafka transactions.
+        Kafka cannot take messages back, so neither `resume` nor `roll_back_unsnapshotted` removes anything:
+        the messages a crashed run sent after its last snapshot are sent again (at least once; never lost).
+        Exactly once would need Kafka transactions.
         """
         if resume is not None:
             log.info("%s: sink partition %s resumes; messages sent after its last snapshot may arrive twice", self._ctx.node, partition)

@@ -205,6 +205,7 @@ class KafkaPartition:
         self._next = span.start
         self._end = span.end
         self._not_before = span.not_before_ms
+        self._not_after = span.not_after_ms
         self._at_end = span.end is not None and span.start >= span.end
         self._pending: list[Any] = []
         self._decoder = MessageDecoder(config, ctx, topic, number)
@@ -271,6 +272,8 @@ class KafkaPartition:
             )
         if self._not_before is not None:
             messages = self._skip_older(messages)
+        if self._not_after is not None and messages:
+            messages = self._before_stop_time(messages)
         if self._end is not None and messages:
             messages = self._before_end(messages)
         if self._end is not None and self._next >= self._end:
@@ -298,6 +301,18 @@ class KafkaPartition:
                 return messages[index:]
         self._next = offset_of(messages[-1]) + 1
         return []
+
+    def _before_stop_time(self, messages: list[Any]) -> list[Any]:
+        """Keep the messages before the first one stamped after the stop time; that one ends the partition, unread."""
+        assert self._not_after is not None
+        for index, message in enumerate(messages):
+            kind, millis = message.timestamp()
+            if kind and millis > self._not_after:
+                self._at_end = True
+                if index == 0:
+                    self._next = max(self._next, offset_of(message))
+                return messages[:index]
+        return messages
 
     def _before_end(self, messages: list[Any]) -> list[Any]:
         assert self._end is not None

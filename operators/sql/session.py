@@ -29,7 +29,7 @@ def connection() -> duckdb.DuckDBPyConnection:
     ident = threading.get_ident()
     con = _connections.get(ident)
     if con is None:
-        con = duckdb.connect(config={"threads": 1})
+        con = duckdb.connect(config={"threads": 1, "autoinstall_known_extensions": False})  # never download at run time
         con.execute("SET TimeZone = 'UTC'")
         with _connections_lock:
             _connections[ident] = con

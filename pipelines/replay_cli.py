@@ -1,0 +1,125 @@
+"""`loglake replay PIPELINE --from …`: the pipeline's own stages over bounded history, with progress and a summary.
+
+The history is files (`--from files GLOB...`), a lake dataset (`--from lake DATASET [--where SQL] [--since T]
+[--until T]`) or a Kafka range (`--from kafka [--since T] [--until T] | [--offsets P:FROM-TO,...]`). A replay
+saves no checkpoint, commits no offsets and keeps out of the recovery folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+
+from loglake.pipelines.progress import show_progress
+from loglake.pipelines.replay import STDOUT, OffsetRange, ReplayError, ReplayPlan, ReplayRequest, plan_replay, run_replay
+from loglake.pipelines.runner import RunResult
+from loglake.pipelines.summary import summary_headline, summary_table
+from loglake.schemas.units import parse_duration
+
+__all__ = ["add_replay_command"]
+
+_ORIGINS = ("files", "lake", "kafka")
+_USAGE = "--from files GLOB... | --from lake DATASET | --from kafka"
+
+
+def add_replay_command(commands: Any) -> None:
+    """Register `loglake replay` on the CLI's sub-command parser."""
+    parser = commands.add_parser(
+        "replay",
+        usage="loglake replay PIPELINE (--from files GLOB... | --from lake DATASET [--where SQL] | --from kafka [--offsets "
+        "P:FROM-TO,...]) [--since TIME] [--until TIME] [--source NAME] [--to SINK=DATASET|stdout]... [--force] [-w N]",
+        help="run a pipeline over bounded history: files, a lake dataset or a Kafka time/offset range",
+        description="Run a pipeline's stages over bounded history. Output goes to the pipeline's sinks; writing "
+        "where normal runs write is refused unless --force. No checkpoint is saved and no offset is committed.",
+    )
+    parser.add_argument("pipeline", help="pipeline YAML file")
+    parser.add_argument("--from", dest="origin", nargs="+", required=True, metavar="ORIGIN", help=f"what to replay: {_USAGE}")
+    select = parser.add_argument_group("selecting the history")
+    select.add_argument("--where", metavar="SQL", help="--from lake: SQL condition (DuckDB) records must meet, e.g. \"response >= 500\"")
+    select.add_argument("--since", type=_time, metavar="TIME", help="records at or after this ISO-8601 time (no zone: UTC) or age (2h: two hours ago); lake: event time, kafka: message time")
+    select.add_argument("--until", type=_time, metavar="TIME", help="records at or before this time or age; kafka stops each partition at its first message after it")
+    select.add_argument("--offsets", type=_offsets, default=(), metavar="P:FROM-TO,...", help="--from kafka: offsets FROM to TO (both included) of partition P (or TOPIC/P); FROM- reads to the end")
+    select.add_argument("--source", metavar="NAME", help="the source node to replace, when the pipeline has several (the others do not run)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--to", type=_target, action="append", default=[], metavar="SINK=DATASET|stdout", help="send a sink's records to another dataset of the lake, or print them (repeatable)")
+    output.add_argument("--force", action="store_true", help="write into the datasets, topics and webhooks the pipeline writes in normal runs")
+    parser.add_argument("-w", "--workers", type=int, default=1, metavar="N", help="worker threads (default 1)")
+    parser.set_defaults(handler=_cmd_replay)
+
+
+def _time(text: str) -> datetime:
+    """An ISO-8601 time (UTC when it names no zone) or an age before now (`2h`, `30m`)."""
+    try:
+        return datetime.now(timezone.utc) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither an ISO-8601 time (e.g. 2015-05-17T10:00:00Z) nor an age (e.g. 2h)") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _offsets(text: str) -> tuple[OffsetRange, ...]:
+    try:
+        return tuple(OffsetRange.parse(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _target(text: str) -> tuple[str, str]:
+    sink, equals, target = text.partition("=")
+    if not (sink and equals and target):
+        raise argparse.ArgumentTypeError(f"'{text}' is not SINK=DATASET or SINK=stdout")
+    return sink, target
+
+
+def _request(args: argparse.Namespace) -> ReplayRequest:
+    origin, *rest = args.origin
+    if origin not in _ORIGINS:
+        raise ReplayError(f"--from {origin}: replay from {_USAGE}")
+    if origin == "lake" and len(rest) != 1:
+        raise ReplayError(f"--from lake takes one dataset name, not {len(rest)}")
+    if origin == "kafka" and rest:
+        raise ReplayError(f"--from kafka takes no argument (got {' '.join(rest)}); the pipeline's kafka source says where")
+    return ReplayRequest(
+        origin=origin,
+        paths=tuple(rest) if origin == "files" else (),
+        dataset=rest[0] if origin == "lake" else None,
+        where=args.where,
+        since=args.since,
+        until=args.until,
+        offsets=tuple(args.offsets),
+        source=args.source,
+        to=tuple(args.to),
+        force=args.force,
+    )
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    plan = plan_replay(args.pipeline, _request(args))
+    counters = plan.compiled.contexts[plan.source].counters
+    with show_progress(lambda: counters["records_in"], plan.total, f"replay {plan.source}", sys.stderr):
+        result = run_replay(plan, args.workers)
+    _report(plan, result)
+    return 0
+
+
+def _report(plan: ReplayPlan, result: RunResult) -> None:
+    console = Console(soft_wrap=True, stderr=_prints_records(plan))
+    if result.records_read == 0:
+        console.print(f"0 records: nothing to replay in {plan.description}", highlight=False, markup=False)
+    console.print(f"replay of {plan.description}: {summary_headline(result)}", highlight=False, markup=False)
+    console.print(summary_table(result))
+    for name, folder in result.datasets.items():
+        if folder.is_dir():
+            console.print(f"dataset {name}: {folder}", highlight=False, markup=False)
+
+
+def _prints_records(plan: ReplayPlan) -> bool:
+    """Whether a sink prints records to stdout, so the summary goes to stderr and stdout stays records only."""
+    return any(node.type_name == STDOUT for node in plan.compiled.graph.nodes if node.kind == "sink")
