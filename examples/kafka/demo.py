@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ QUERIES = [
 
 
 def _loglake(*args: str, env: dict[str, str]) -> None:
-    print(f"$ loglake {' '.join(args)}", flush=True)
+    print(f"$ loglake {shlex.join(args)}", flush=True)
     subprocess.run([sys.executable, "-m", "loglake.pipelines.cli", *args], env=env, check=True)
 
 
