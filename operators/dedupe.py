@@ -126,6 +126,10 @@ class DedupeStage:
         """The state `process` uses."""
         self._lock = threading.Lock()
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields (records are kept or not, never changed)."""
+        return upstream
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch without records whose key was kept within the window; order is preserved."""
         with self._lock:

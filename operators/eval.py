@@ -95,6 +95,13 @@ class EvalStage:
         present = set(batch.schema.names)
         return batch.drop_columns([name for name in self.config.remove if name in present])
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields with `fields` added, then renamed, then `remove`d."""
+        if upstream is None:
+            return None
+        rename = self.config.rename
+        return frozenset(rename.get(name, name) for name in upstream | self.config.fields.keys()) - set(self.config.remove)
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with fields computed, renamed and removed; records whose expression fails follow `on_error`.
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from loglake.operators.file_follow import DISCOVERY_PREFIX, DiscoveryPartition, positions_by_path
-from loglake.operators.lines import CHUNK_SIZE, LineReader, LinesConfig
+from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LineReader, LinesConfig
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import ConfigError, TerminalError
 from loglake.schemas.registry import register_source
@@ -66,6 +66,10 @@ class FileSource:
         self._paths = _expand_paths(config.paths, ctx, self._follow)
         globs = [os.path.normpath(ctx.resolve(p)) for p in config.paths if _GLOB_CHARS.search(p)] if self._follow else []
         self._globs = list(dict.fromkeys(globs))
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
+        """The lines' columns: `message`, `source`, `_line` and, for a cut line, `_truncated`."""
+        return LINE_FIELDS
 
     def partitions(self) -> list[str]:
         """The matched files' absolute paths, sorted, then the discovery partitions in pattern order."""

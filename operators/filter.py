@@ -39,6 +39,10 @@ class FilterStage:
         condition = compile_expression(config.condition, "condition", cast="BOOLEAN")
         self._evaluator = SqlEvaluator({"condition": condition}, node=ctx.node)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields (records are kept or not, never changed)."""
+        return upstream
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The records whose condition is true; those whose condition fails to evaluate follow `on_error`."""
         if batch.num_rows == 0:

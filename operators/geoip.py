@@ -140,6 +140,10 @@ class GeoipStage:
         self._cache: DistinctCache[str, _Found] = DistinctCache(config.cache_size)
         log.debug("%s: %s database %s, fields %s", ctx.node, database_type, path, self.fields)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target`."""
+        return None if upstream is None else upstream | {self.config.target}
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` set; records whose address is not an IP address follow `on_error`."""
         if batch.num_rows == 0:

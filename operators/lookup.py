@@ -260,6 +260,10 @@ class LookupStage:
         fields = list(self.config.keys)
         return ["lookup: no row for " + ", ".join(f"{f}={v!r}" for f, v in zip(fields, row)) for row in zip(*values)]
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and the table's columns (as loaded at start, with `prefix`)."""
+        return None if upstream is None else upstream | set(self._table.values.column_names)
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the table's columns added; records without a row follow `on_miss`."""
         table = self._current()

@@ -188,6 +188,10 @@ class RedactStage:
             names = [name for name in self.config.fields if name in schema.names]
         return [schema.get_field_index(name) for name in names if pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)]
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields (values are rewritten in place)."""
+        return upstream
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with personal data in its text columns masked or hashed; no record fails."""
         if batch.num_rows == 0:

@@ -66,6 +66,10 @@ class RouteStage:
         }
         self._evaluator = SqlEvaluator(conditions, node=ctx.node)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields: the main output is the input (the routes carry it too)."""
+        return upstream
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch unchanged on the main output, and on each route's output the records it takes."""
         if batch.num_rows == 0:

@@ -69,6 +69,10 @@ class SampleStage:
         keep = pa.array([stable_hash(value) % rate == 0 for value in encoded.dictionary.to_pylist()], pa.bool_())
         return keep.take(encoded.indices)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields (records are kept or not, never changed)."""
+        return upstream
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The sampled records; the others are filtered out, not errors."""
         if batch.num_rows == 0 or self.config.rate == 1:

@@ -69,6 +69,10 @@ class RenameStage:
         self.config = config
         self._eval = EvalStage(EvalConfig(type="eval", rename=config.fields), ctx)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields, renamed."""
+        return self._eval.output_fields(upstream)
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with its columns renamed."""
         return self._eval.process(batch)
@@ -96,6 +100,10 @@ class DropFieldsStage:
 
     def __init__(self, config: DropFieldsConfig, ctx: NodeContext) -> None:
         self.config = config
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields without the listed ones."""
+        return None if upstream is None else upstream - set(self.config.fields)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch without the listed columns."""
@@ -126,6 +134,12 @@ class KeepFieldsStage:
     def __init__(self, config: KeepFieldsConfig, ctx: NodeContext) -> None:
         self.config = config
         self._keep = set(config.fields) | set(ALWAYS_KEPT)
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The listed fields the input has, `timestamp` and the `_`-prefixed ones; unknown if the input is."""
+        if upstream is None:
+            return None
+        return frozenset(name for name in upstream if name in self._keep or name.startswith("_"))
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with only the kept columns."""
@@ -182,6 +196,10 @@ class CastStage:
                 converted.append(None)
         values = pa.array(converted, target).take(encoded.indices)
         return values, pc.and_(pc.is_null(values), pc.is_valid(column))
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields, cast in place."""
+        return upstream
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the listed columns converted; records with a value that does not convert follow `on_error`."""

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Literal
 
 import pyarrow as pa
 
-from loglake.operators.lines import CHUNK_SIZE, LineReader, LinesConfig
+from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LineReader, LinesConfig
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.registry import register_source
@@ -43,6 +43,10 @@ class StdinSource:
         self._config = config
         self._ctx = ctx
         self._stream = stream
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
+        """The lines' columns: `message`, `source`, `_line` and, for a cut line, `_truncated`."""
+        return LINE_FIELDS
 
     def partitions(self) -> list[str]:
         """The one partition, `stdin`."""

@@ -197,6 +197,10 @@ class TimestampStage:
         self._parser = TimestampParser(config.formats, config.timezone)
         self._names = ", ".join(config.formats)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target`."""
+        return None if upstream is None else upstream | {self.config.target}
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` parsed; unparseable records follow `on_error`."""
         index = batch.schema.get_field_index(self.config.field)

@@ -90,6 +90,10 @@ class UserAgentStage:
         self._parser = _shared_parser()
         self._cache: DistinctCache[str, tuple[Any, ...] | None] = DistinctCache(config.cache_size)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target`."""
+        return None if upstream is None else upstream | {self.config.target}
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` set; a missing, null, empty or `-` agent gives a null struct."""
         agents = text_column(batch, self.config.field) if batch.num_rows else None

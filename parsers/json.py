@@ -248,6 +248,12 @@ class JsonStage:
         self._reader = JsonLinesReader()
         """Keys seen holding ISO dates, read as text from the start so Arrow does not infer timestamps."""
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target`; unknown without it (the objects' keys)."""
+        if upstream is None or self.config.target is None:
+            return None
+        return upstream | {self.config.target}
+
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
         """Each line as a dict (nested, or flattened on request), or why it is not a JSON object (see `parse_object`)."""
         results = [parse_object(line) for line in lines]

@@ -122,6 +122,13 @@ class KvStage:
         self._no_pairs = f"no key{config.value_split[0]}value pairs"
         self._filtered = bool(config.trim_key or config.trim_value or config.prefix or self._include or self._exclude)
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target` or the `include_keys` columns; unknown otherwise (any key may come)."""
+        config = self.config
+        if upstream is None or (config.target is None and not config.include_keys):
+            return None
+        return upstream | ({config.target} if config.target else {config.prefix + key for key in config.include_keys})
+
     def _parse_line(self, line: str) -> ParseResult:
         """The pairs of one line as `{key: value}` (text), or why it has none."""
         if not line:

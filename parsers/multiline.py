@@ -116,6 +116,10 @@ class MultilineStage:
         """The state `process` and `flush` use."""
         self._lock = threading.Lock()
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields (an event keeps its first line's, `field` joined)."""
+        return upstream
+
     # -- the FlushingStage protocol, on one state -------------------------------------------------------------
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:

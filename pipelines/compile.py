@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from loglake.pipelines.fields import field_problems
 from loglake.pipelines.graph import PipelineGraph, build_graph
 from loglake.pipelines.nodes import config_path
 from loglake.pipelines.quality import FailureLog
@@ -39,6 +40,11 @@ class CompiledPipeline:
         return self.graph.spec
 
 
+def _located(spec: PipelineSpec, node: NodeSpec, exc: ConfigError) -> SpecIssue:
+    """A node's ConfigError as an issue at the YAML line of the config key it names."""
+    return spec.issue(exc.message, (*node.path, *config_path(exc.field)), node)
+
+
 def _construct(
     spec: PipelineSpec, nodes: list[NodeSpec], follow: bool | None, issues: list[SpecIssue]
 ) -> tuple[dict[str, Any], dict[str, NodeContext]]:
@@ -50,8 +56,7 @@ def _construct(
         try:
             instances[node.name] = node.registration.factory(node.config, ctx)
         except ConfigError as exc:
-            field_path = config_path(exc.field)
-            issues.append(spec.issue(exc.message, (*node.path, *field_path), node))
+            issues.append(_located(spec, node, exc))
         except OSError as exc:
             issues.append(spec.issue(f"cannot set up: {exc}", node.path, node))
         contexts[node.name] = ctx
@@ -59,11 +64,13 @@ def _construct(
 
 
 def compile_pipeline(spec: PipelineSpec, follow: bool | None = None) -> CompiledPipeline:
-    """Build the graph and construct every active node; all construction problems are collected into one SpecError."""
+    """Build the graph, construct every active node, check the fields stages read; all problems in one SpecError."""
     graph = build_graph(spec)
     issues: list[SpecIssue] = []
     instances, contexts = _construct(spec, graph.nodes, follow, issues)
+    issues.extend(_located(spec, node, exc) for node, exc in field_problems(graph, instances))
     if issues:
+        issues.sort(key=lambda issue: (issue.line or 0, issue.column or 0))
         raise SpecError(issues, str(spec.file))
     return CompiledPipeline(graph, instances, contexts)
 

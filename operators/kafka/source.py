@@ -22,6 +22,7 @@ from loglake.operators.kafka.client import KafkaLog, check_settings, client_sett
 from loglake.operators.kafka.config import KafkaSourceConfig
 from loglake.operators.kafka.decode import MessageDecoder, offset_of
 from loglake.operators.kafka.offsets import plan_span
+from loglake.operators.lines import TRUNCATED_COLUMN
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.registry import register_source
@@ -69,6 +70,12 @@ class KafkaSource:
         self._committer: Consumer | None = None
         self._commit_log = KafkaLog(ctx.node)
         check_settings(self.settings(KafkaLog(ctx.node)), "consumer", ctx.node)
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """`raw`: `message`, the `kafka_*` metadata and `_truncated`; `json`: unknown (the objects' keys)."""
+        if self.config.format == "json":
+            return None
+        return frozenset({"message", TRUNCATED_COLUMN, *(f"kafka_{name}" for name in self.config.fields)})
 
     def settings(self, kafka_log: KafkaLog) -> dict[str, Any]:
         """librdkafka settings for one of this source's consumers."""

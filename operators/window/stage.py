@@ -8,6 +8,7 @@ code on one internal state, for single-threaded use.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 from collections.abc import Iterable
@@ -20,10 +21,11 @@ import pyarrow.compute as pc
 
 from loglake.operators.window.aggregates import Plan, Prepared, prepare_inputs
 from loglake.operators.window.columns import event_times, group_ids, is_nested, key_hashes, read_path
-from loglake.operators.window.config import WindowConfig
+from loglake.operators.window.config import RESERVED_COLUMNS, WindowConfig
 from loglake.operators.window.expressions import parse_aggregates
 from loglake.operators.window.state import Closed, FixedWindows, SessionWindows, Windows, WindowState
 from loglake.operators.window.watermark import ANONYMOUS_PARTITION, batch_progress
+from loglake.schemas.errors import ConfigError
 from loglake.schemas.records import TIMESTAMP_TYPE
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, partition_of, split_failures
@@ -95,6 +97,23 @@ class WindowStage:
         end of partition `ended` as its end allows (every window once no partition is live)."""
         with self._lock:
             return self.on_flush(self.state, ended, _now())
+
+    # -- fields (checked before the run) ---------------------------------------------------------------------
+
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
+        """Window rows: the window's own columns, the group fields (named as written) and the aggregates."""
+        return frozenset((*RESERVED_COLUMNS, *self.config.group_by, *(aggregate.call.name for aggregate in self.plan.aggregates)))
+
+    def check_fields(self, upstream: frozenset[str]) -> list[ConfigError]:
+        """A ConfigError for each field the window reads that no record reaching it has (`upstream`: all they may have)."""
+        read = [] if self._processing else [("time_field", self.config.time_field)]
+        read += [(f"group_by.{index}", name) for index, name in enumerate(self.config.group_by)]
+        read += [(f"aggregate.{a.call.name}", a.call.field) for a in self.plan.aggregates if a.call.field is not None]
+        return [
+            ConfigError(f"no record reaching this window has a field '{name}'{_hint(name, upstream)}", field=where)
+            for where, name in read
+            if name not in upstream and name.split(".")[0] not in upstream
+        ]
 
     # -- engine hooks --------------------------------------------------------------------------------------
 
@@ -242,6 +261,17 @@ class WindowStage:
             table = table.take(pc.sort_indices(table, sort_keys=keys))
         batches = table.combine_chunks().to_batches()
         return StageOutput(main=batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema))
+
+
+def _hint(path: str, fields: frozenset[str]) -> str:
+    """`; did you mean 'x'?` for the closest field (a dotted path by its first part), else the fields there are."""
+    head, dot, rest = path.partition(".")
+    names = sorted(fields, key=lambda name: (name.startswith("_"), name))  # loglake's own `_` columns last
+    close = difflib.get_close_matches(head, names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}{dot}{rest}'?"
+    shown = ", ".join(names[:8]) + (f", … {len(names) - 8} more" if len(names) > 8 else "")
+    return f"; the fields that reach it: {shown}" if names else ""
 
 
 def _array(values: list[Any], kind: pa.DataType | None) -> pa.Array:

@@ -113,6 +113,12 @@ class CsvStage:
         self._headers: dict[str | None, _Header] = {}
         """Header per `source` value (None: records without one); shared by worker threads, under `_lock`."""
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and `target`; unknown without it (a line longer than `columns` adds `columnN` fields)."""
+        if upstream is None or self.config.target is None:
+            return None
+        return upstream | {self.config.target}
+
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
         """One dict per line (nested under `target` when set); a header line yields `{}`."""
         results: list[ParseResult] = []

@@ -112,6 +112,14 @@ class CaptureStage:
         self._prefix = f"{tag}: " if tag else ""
         self._miss = miss
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and the captures' top-level names (`target` instead, beside the `top_level` ones)."""
+        if upstream is None:
+            return None
+        names = frozenset(capture.path[0] for capture in self.matcher.captures)
+        target = self.config.target
+        return upstream | (names if target is None else {target} | (names & self.top_level))
+
     def _finish(self, parsed: Parsed) -> Parsed:
         """Post-process the captures of distinct lines (presets: event time, level); may add problems."""
         return parsed

@@ -69,6 +69,12 @@ class SyslogStage:
                 f"unknown time zone {config.timezone!r}: use an IANA name such as 'UTC' or 'Europe/Paris'", field="timezone"
             ) from None
 
+    def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
+        """The input's fields and the syslog columns (or `target`)."""
+        if upstream is None:
+            return None
+        return upstream | ({self.config.target} if self.config.target else frozenset(COLUMNS))
+
     def _times(self) -> TimeRules:
         return TimeRules(self._zone, self.config.year, now())
 
