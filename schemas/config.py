@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NodeConfig", "SourceConfig", "StageConfig", "SinkConfig", "OnError", "type_name_of"]
+__all__ = ["NodeConfig", "SourceConfig", "StageConfig", "SinkConfig", "OnError", "type_name_of", "check_group_by"]
 
 
 class OnError(str, Enum):
@@ -62,3 +63,19 @@ def type_name_of(config_cls: type[NodeConfig]) -> str:
     if len(args) != 1 or not isinstance(args[0], str):
         raise TypeError(f"{config_cls.__name__} must declare `type: Literal['<name>']`")
     return args[0]
+
+
+def check_group_by(names: list[str], reserved: Sequence[str], clash: str) -> list[str]:
+    """`names` (a `group_by` list) if none is empty, repeated or reserved; else ValueError.
+
+    `clash` formats the message for reserved names: `{names}` is replaced by those given.
+    """
+    if any(not name for name in names):
+        raise ValueError("group_by names must not be empty")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"group_by names repeat: {', '.join(repeated)}")
+    clashing = [name for name in names if name in reserved]
+    if clashing:
+        raise ValueError(clash.format(names=", ".join(clashing)))
+    return names

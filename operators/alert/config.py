@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from loglake.schemas.config import SinkConfig
+from loglake.schemas.config import SinkConfig, check_group_by
 from loglake.schemas.units import Duration
 
 __all__ = ["AlertConfig", "WINDOW_COLUMNS"]
@@ -59,15 +59,7 @@ class AlertConfig(SinkConfig):
     @field_validator("group_by")
     @classmethod
     def _group_columns(cls, value: list[str]) -> list[str]:
-        if any(not name for name in value):
-            raise ValueError("group_by names must not be empty")
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"group_by names repeat: {', '.join(repeated)}")
-        windows = [name for name in value if name in WINDOW_COLUMNS]
-        if windows:
-            raise ValueError(f"group_by cannot hold {', '.join(windows)}: every window would be its own alert")
-        return value
+        return check_group_by(value, WINDOW_COLUMNS, "group_by cannot hold {names}: every window would be its own alert")
 
     @field_validator("for_", "cooldown", "backoff", "max_backoff")
     @classmethod

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from loglake.schemas.config import OnError, StageConfig
+from loglake.schemas.config import OnError, StageConfig, check_group_by
 from loglake.schemas.units import Duration
 
 __all__ = ["WindowConfig", "SlidingWindow", "SessionWindow", "MAX_WINDOWS_PER_RECORD", "RESERVED_COLUMNS"]
@@ -111,15 +111,8 @@ class WindowConfig(StageConfig):
     @field_validator("group_by")
     @classmethod
     def _group_fields(cls, value: list[str]) -> list[str]:
-        if any(not name for name in value):
-            raise ValueError("group_by fields must not be empty")
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"group_by fields repeat: {', '.join(repeated)}")
-        clashing = [name for name in value if name in RESERVED_COLUMNS]
-        if clashing:
-            raise ValueError(f"group_by field '{clashing[0]}' clashes with the window rows' own column; window rows have {', '.join(RESERVED_COLUMNS)}")
-        return value
+        clash = "group_by field {names} clashes with the window rows' own columns: " + ", ".join(RESERVED_COLUMNS)
+        return check_group_by(value, RESERVED_COLUMNS, clash)
 
     @field_validator("on_error")
     @classmethod
