@@ -15,6 +15,7 @@ from loglake.pipelines.compile import load_and_compile
 from loglake.pipelines.fields import port_fields
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.errors import SpecError
+from tests.operators.mmdb_fixtures import write_city_db
 from tests.support import APACHE_LOG, build_source, build_stage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,15 +164,15 @@ def test_ports_carry_what_the_engine_sends_on_them(write_pipeline: Callable[[str
         ("{type: keep_fields, fields: [a]}", None, None),
         ("{type: drop_fields, fields: [a, zzz]}", {"a", "b"}, {"b"}),
         ("{type: timestamp, field: t, formats: [ISO8601], target: when}", {"t"}, {"t", "when"}),
-        ("{type: geoip, field: ip, database: geolite2-demo}", {"ip"}, {"ip", "geo"}),
+        ("{type: geoip, field: ip, database: CITY_DB}", {"ip"}, {"ip", "geo"}),
         ("{type: window, tumbling: 1m, group_by: [ua.os_family], aggregate: {p95: 'quantile(bytes, 0.95)'}}", None,
          {"window_start", "window_end", "timestamp", "ua.os_family", "p95"}),
     ],
     ids=["grok", "grok-target", "preset-target-keeps-time-and-level", "unknown-stays-unknown", "syslog-target", "csv", "kv-include",
          "kv", "json", "json-target", "eval", "keep", "keep-unknown", "drop", "timestamp", "geoip", "window"],
 )
-def test_stage_output_fields(snippet: str, upstream: set[str] | None, expected: set[str] | None) -> None:
-    stage = build_stage(snippet)
+def test_stage_output_fields(snippet: str, upstream: set[str] | None, expected: set[str] | None, tmp_path: Path) -> None:
+    stage = build_stage(snippet.replace("CITY_DB", str(write_city_db(tmp_path / "city.mmdb"))))
     given = None if upstream is None else frozenset(upstream)
     assert stage.output_fields(given) == (None if expected is None else frozenset(expected))
 
@@ -192,7 +193,8 @@ def test_source_output_fields(snippet: str, expected: set[str] | None) -> None:
 
 
 @pytest.mark.parametrize("example", sorted(REPO.glob("examples/*/pipeline.yaml")), ids=lambda path: path.parent.name)
-def test_every_example_still_compiles(example: Path) -> None:
+def test_every_example_still_compiles(example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOIP_DATABASE", str(write_city_db(tmp_path / "city.mmdb")))  # not the `demo` extra's
     compiled = load_and_compile(example)
     windows = [node.name for node in compiled.graph.nodes if node.type_name == "window"]
     fields = port_fields(compiled.graph, compiled.instances)
