@@ -31,13 +31,15 @@ from loglake.schemas.records import conform_core_columns
 from loglake.schemas.registry import register_source
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["LakeConfig", "LakeSource", "LakePartition", "in_time_range"]
+__all__ = ["LakeConfig", "LakeSource", "LakePartition", "in_time_range", "ROW_ID_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TIME_KEYS = ("date", "hour")
 _ROOT = "."
+ROW_ID_COLUMNS = ("_lake_file", "_lake_row")
+"""With `row_ids`: the Parquet file a record was read from and its row number there (from 0)."""
 
 
 class LakeConfig(SourceConfig):
@@ -114,8 +116,9 @@ class LakeSource:
         files: Partition name → its Parquet files (absolute, in reading order), after pruning.
     """
 
-    def __init__(self, config: LakeConfig, ctx: NodeContext) -> None:
+    def __init__(self, config: LakeConfig, ctx: NodeContext, row_ids: bool = False) -> None:
         self.config = config
+        self.row_ids = row_ids
         self._ctx = ctx
         self.folder = self._find_folder()
         every = sorted(p for p in self.folder.rglob("*.parquet") if p.is_file() and not _hidden(p.relative_to(self.folder)))
@@ -146,7 +149,11 @@ class LakeSource:
         """The SQL that reads `files` (their partition keys as columns for `where`, then left out), filtered."""
         listed = ", ".join(_literal(str(path)) for path in files)
         hour = ", hive_types = {'hour': INTEGER}" if "hour" in self._time_keys else ""
-        exclude = f" EXCLUDE ({', '.join(self._time_keys)})" if self._time_keys else ""
+        left_out = [*self._time_keys, "file_row_number"] if self.row_ids else self._time_keys
+        exclude = f" EXCLUDE ({', '.join(left_out)})" if left_out else ""
+        file, row = ROW_ID_COLUMNS
+        row_id = f", file_row_number AS {row}" if self.row_ids else ""
+        row_options = f", filename = '{file}', file_row_number = true" if self.row_ids else ""
         conditions = [f"({self.config.where})"] if self.config.where else []
         if self.config.since is not None:
             conditions.append(f"timestamp >= TIMESTAMPTZ {_literal(self.config.since.isoformat())}")
@@ -154,7 +161,7 @@ class LakeSource:
             conditions.append(f"timestamp <= TIMESTAMPTZ {_literal(self.config.until.isoformat())}")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         tail = f" OFFSET {offset}" if offset else ""
-        return f"SELECT *{exclude} FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true{hour}){where}{tail}"
+        return f"SELECT *{exclude}{row_id} FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true{row_options}{hour}){where}{tail}"
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection of its own (for one partition's thread) to this source's database."""

@@ -5,11 +5,17 @@ source over a dataset) or `kafka` (the pipeline's Kafka source between two times
 consumer group). The loaded spec is transformed, never the YAML text: the chosen source's node gets a new
 config, the other sources and the nodes only they feed are left out, and sinks named in `to` write to another
 dataset or to stdout. Writing where the pipeline writes in normal runs is refused unless `force`.
+
+`dead-letter` re-runs the records that failed, after the YAML was fixed: for each stage dead letters name
+(`_error_node`), a `lake` source over the dead-letter dataset feeds that stage its records as it received them;
+the stages before it do not run. The output joins the live datasets (that is the point, so no `force` is
+needed), and after the run the replayed rows leave the dead-letter dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,37 +25,48 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from loglake.operators.lake_source import LakeConfig, LakeSource
 from loglake.pipelines.compile import CompiledPipeline, compile_pipeline
+from loglake.pipelines.dead_letters import DeadLetterSource, ReadRows, dead_letter_folder, remove_rows
 from loglake.pipelines.lake import discover_datasets, pipeline_datasets
 from loglake.pipelines.nodes import did_you_mean
 from loglake.pipelines.progress import Total, estimate_lines
 from loglake.pipelines.runner import RunOptions, RunResult, run_compiled
-from loglake.pipelines.spec import NodeSpec, PipelineSpec, load_pipeline
+from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, PortRef, load_pipeline
 from loglake.schemas.config import NodeConfig
 from loglake.schemas.connectors import EndOfInput, Source, SourcePartition
 from loglake.schemas.errors import ConfigError, TerminalError, UsageError
+from loglake.schemas.records import ERROR_NODE_COLUMN
 from loglake.schemas.registry import Registration, lookup
 from loglake.schemas.stage import NodeContext, NodeCounters
 
-__all__ = ["Origin", "OffsetRange", "ReplayError", "ReplayRequest", "ReplayPlan", "plan_replay", "run_replay"]
+__all__ = [
+    "Origin", "OffsetRange", "ReplayError", "NothingToReplay", "ReplayRequest", "ReplayPlan", "DeadLetterRun", "plan_replay", "run_replay"
+]
 
-Origin = Literal["files", "lake", "kafka"]
+Origin = Literal["files", "lake", "kafka", "dead-letter"]
 STDOUT = "stdout"
 """The `--to SINK=stdout` target: print the sink's records instead of writing them."""
 
-_REPLACEABLE: dict[str, tuple[str, ...] | None] = {"files": ("file", "stdin"), "kafka": ("kafka",), "lake": None}
+_REPLACEABLE: dict[str, tuple[str, ...] | None] = {"files": ("file", "stdin"), "kafka": ("kafka",), "lake": None, "dead-letter": None}
 """Source types each origin can stand in for (None: any)."""
 _HARMLESS_SINKS = ("stdout", "metrics")
 """Sink types that leave nothing behind, so a replay may run them as they are."""
 _CARRIED = ("batch_size", "batch_bytes", "max_line_size", "encoding")
 """Options a replacement source takes over from the source it replaces."""
-_FLAG_ORIGINS = {"--where": ("lake",), "--since": ("lake", "kafka"), "--until": ("lake", "kafka"), "--offsets": ("kafka",)}
+_FLAG_ORIGINS = {
+    "--where": ("lake", "dead-letter"), "--since": ("lake", "kafka"), "--until": ("lake", "kafka"), "--offsets": ("kafka",), "--node": ("dead-letter",)
+}
 """The origins each selecting flag applies to."""
 _FLAGS = {"paths": "--from files", "dataset": "--from lake", "path": "--from lake", "where": "--where", "since": "--since", "until": "--until"}
 
 
 class ReplayError(UsageError):
     """A replay that cannot run as asked; the message names the flag at fault."""
+
+
+class NothingToReplay(Exception):
+    """Nothing matches what was asked (no dead letters): the message says where nothing was found."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,8 @@ class ReplayRequest:
     offsets: tuple[OffsetRange, ...] = ()
     source: str | None = None
     """`--source`: the source node to replace (needed when several could be)."""
+    node: str | None = None
+    """`--from dead-letter --node`: replay only the dead letters of this stage."""
     to: tuple[tuple[str, str], ...] = ()
     """`--to`: (sink, dataset name or `stdout`) pairs."""
     force: bool = False
@@ -103,7 +122,7 @@ class ReplayRequest:
 
     def check(self) -> None:
         """Flags that do not go together, as a ReplayError naming them."""
-        given = {"--where": self.where is not None, "--since": self.since is not None, "--until": self.until is not None, "--offsets": bool(self.offsets)}
+        given = {"--where": self.where is not None, "--since": self.since is not None, "--until": self.until is not None, "--offsets": bool(self.offsets), "--node": self.node is not None}
         for flag, present in given.items():
             origins = _FLAG_ORIGINS[flag]
             if present and self.origin not in origins:
@@ -119,16 +138,34 @@ class ReplayRequest:
 
 
 @dataclass
+class DeadLetterRun:
+    """What a `--from dead-letter` replay reads, and what it removed from the dead-letter dataset after the run."""
+
+    folder: Path
+    """The dead-letter dataset."""
+    read: ReadRows
+    """The rows read, filled while the replay runs."""
+    removed: int = 0
+
+
+@dataclass
 class ReplayPlan:
     """A compiled replay, ready to run without a checkpoint."""
 
     compiled: CompiledPipeline
     source: str
-    """The source node that reads the history."""
+    """The source node that reads the history (the first of `sources`)."""
     description: str
     """What is replayed, for messages (`dataset 'access' from … to …`)."""
     total: Total | None
     """Records the source will read, where known."""
+    sources: tuple[str, ...]
+    """Every source node that reads history (one per failed stage for dead letters; else just `source`)."""
+    dead_letters: DeadLetterRun | None = None
+
+    def records_in(self) -> int:
+        """Records the replay's sources have read so far."""
+        return sum(self.compiled.contexts[name].counters["records_in"] for name in self.sources)
 
 
 def plan_replay(pipeline: str | Path, request: ReplayRequest, cwd: Path | None = None) -> ReplayPlan:
@@ -136,10 +173,12 @@ def plan_replay(pipeline: str | Path, request: ReplayRequest, cwd: Path | None =
     request.check()
     cwd = cwd or Path.cwd()
     spec = load_pipeline(pipeline)
+    if request.origin == "dead-letter":
+        return _plan_dead_letters(spec, request, cwd)
     chosen = _choose_source(spec, request)
     registration, config = _replacement(spec, chosen, request, cwd)
     probe = _construct(registration, config, spec, chosen.name, cwd)
-    nodes = _without_other_sources(spec, chosen.name)
+    nodes = _fed_only_by(spec, {chosen.name})
     nodes[chosen.name] = dataclasses.replace(chosen, registration=registration, config=config)
     _redirect(nodes, request.to, chosen.name)
     compiled = compile_pipeline(PipelineSpec(spec.name, spec.file, spec.header, nodes, spec.source), follow=False)
@@ -148,12 +187,94 @@ def plan_replay(pipeline: str | Path, request: ReplayRequest, cwd: Path | None =
         keep = "offset" in getattr(chosen.config, "fields", ())
         compiled.instances[chosen.name] = _OffsetRangeSource(source, request.offsets, compiled.contexts[chosen.name], keep)
     _check_outputs(spec, compiled, request, getattr(probe, "folder", None))
-    return ReplayPlan(compiled, chosen.name, _describe(request, chosen.name, probe), _total(request, probe))
+    return ReplayPlan(compiled, chosen.name, _describe(request, chosen.name, probe), _total(request, probe), (chosen.name,))
 
 
 def run_replay(plan: ReplayPlan, workers: int = 1) -> RunResult:
-    """Run a planned replay to its end: no checkpoint read or saved, no offsets committed, no recovery snapshots."""
-    return run_compiled(plan.compiled, RunOptions(workers=workers, follow=False, checkpoint=False))
+    """Run a planned replay to its end: no checkpoint read or saved, no offsets committed, no recovery snapshots.
+    Dead letters read leave the dead-letter dataset after the run (not when it fails)."""
+    result = run_compiled(plan.compiled, RunOptions(workers=workers, follow=False, checkpoint=False))
+    if plan.dead_letters is not None:
+        plan.dead_letters.removed = remove_rows(plan.dead_letters.read.by_file())
+    return result
+
+
+def _plan_dead_letters(spec: PipelineSpec, request: ReplayRequest, cwd: Path) -> ReplayPlan:
+    """Feed each failed stage its dead letters from a source of their own; it and what follows it run."""
+    folder = dead_letter_folder(spec)
+    if folder is None:
+        sink = spec.nodes[DEAD_LETTER_NODE].type_name
+        raise ReplayError(f"--from dead-letter reads the dead-letter dataset, but this pipeline's dead_letter sink is a {sink} sink; only a parquet sink's records can be read back")
+    counts = _failed_stages(spec, folder, request, cwd)
+    described = "the dead letters" + (f" of stage '{request.node}'" if request.node else "") + f" in {folder}" + (f" where {request.where}" if request.where else "")
+    if not counts:
+        raise NothingToReplay(described)
+    read = ReadRows()
+    registration = dataclasses.replace(_lake_registration(), factory=functools.partial(DeadLetterSource, read=read))
+    feeds = {stage: _feed(spec, registration, folder, stage, request.where) for stage in counts}
+    nodes = _fed_from(spec, feeds)
+    _redirect(nodes, request.to, "dead letters")
+    compiled = compile_pipeline(PipelineSpec(spec.name, spec.file, spec.header, nodes, spec.source), follow=False)
+    names = tuple(feed.name for feed in feeds.values())
+    failed = ", ".join(f"{stage} ({count:,})" for stage, count in counts.items())
+    return ReplayPlan(compiled, names[0], f"{described}: {failed}", Total(sum(counts.values())), names, DeadLetterRun(folder, read))
+
+
+def _fed_from(spec: PipelineSpec, feeds: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+    """The nodes that run when each stage named in `feeds` reads that source too and the pipeline's own sources
+    are left out: those stages and what follows them."""
+    nodes = {feed.name: feed for feed in feeds.values()}
+    for name, node in spec.nodes.items():
+        nodes[name] = dataclasses.replace(node, inputs=[*node.inputs, PortRef(feeds[name].name)]) if name in feeds else node
+    fed = PipelineSpec(spec.name, spec.file, spec.header, nodes, spec.source)
+    return _fed_only_by(fed, {feed.name for feed in feeds.values()})
+
+
+def _lake_registration() -> Registration:
+    registration = lookup("source", "lake")
+    assert registration is not None
+    return registration
+
+
+def _failed_stages(spec: PipelineSpec, folder: Path, request: ReplayRequest, cwd: Path) -> dict[str, int]:
+    """Dead letters per stage they failed in (`--node` only, meeting `--where`); a ReplayError for a stage the
+    pipeline does not have."""
+    stages = [node.name for node in spec.of_kind("stage")]
+    if request.node is not None and request.node not in stages:
+        raise ReplayError(f"--node {request.node}: the pipeline has no stage '{request.node}'{did_you_mean(request.node, stages, 'stages')}")
+    if not folder.is_dir():
+        return {}
+    config = LakeConfig(type="lake", path=str(folder), where=request.where)
+    probe: LakeSource = _construct(_lake_registration(), config, spec, DEAD_LETTER_NODE, cwd)
+    files = [path for paths in probe.files.values() for path in paths]
+    if not files:
+        return {}
+    rows = probe.cursor().execute(f"SELECT {ERROR_NODE_COLUMN}, count(*) FROM ({probe.query(files)}) GROUP BY 1 ORDER BY 1").fetchall()
+    counts = {str(stage): int(count) for stage, count in rows if request.node in (None, stage)}
+    for stage, count in counts.items():
+        if stage not in stages:
+            raise ReplayError(
+                f"{count:,} dead letters failed in '{stage}', and the pipeline has no stage '{stage}' to replay them into"
+                f"{did_you_mean(stage, stages, 'stages')}; replay the others with --node STAGE"
+            )
+    return counts
+
+
+def _feed(spec: PipelineSpec, registration: Registration, folder: Path, stage: str, where: str | None) -> NodeSpec:
+    """The source node that reads the dead letters of `stage` (and `where`), restored, into it, in batches like
+    the pipeline's."""
+    name = f"{stage}-dead-letters"
+    if name in spec.nodes:
+        raise ReplayError(f"--from dead-letter reads the dead letters of '{stage}' as a source named '{name}', a name the pipeline already uses")
+    condition = f"{ERROR_NODE_COLUMN} = '{stage}'" + (f" AND ({where})" if where else "")
+    config = LakeConfig(type="lake", path=str(folder), where=condition, batch_size=_batch_size(spec))
+    return NodeSpec(name, "source", registration, config)
+
+
+def _batch_size(spec: PipelineSpec) -> int:
+    """The smallest batch the pipeline's sources make, so stages see batches no larger than in normal runs."""
+    default = LakeConfig.model_fields["batch_size"].default
+    return int(min([getattr(node.config, "batch_size", default) for node in spec.of_kind("source")], default=default))
 
 
 def _choose_source(spec: PipelineSpec, request: ReplayRequest) -> NodeSpec:
@@ -229,9 +350,9 @@ def _dataset_folder(spec: PipelineSpec, dataset: str, cwd: Path) -> Path:
     raise ReplayError(f"--from lake: no dataset '{dataset}' in the lake {spec.lake_dir}{did_you_mean(dataset, sorted(known), 'datasets')}")
 
 
-def _without_other_sources(spec: PipelineSpec, keep: str) -> dict[str, NodeSpec]:
-    """The nodes that still get records when only source `keep` runs, their inputs from left-out nodes dropped."""
-    gone = {node.name for node in spec.of_kind("source") if node.name != keep}
+def _fed_only_by(spec: PipelineSpec, keep: set[str]) -> dict[str, NodeSpec]:
+    """The nodes that still get records when only the sources `keep` run, their inputs from left-out nodes dropped."""
+    gone = {node.name for node in spec.of_kind("source") if node.name not in keep}
     changed = True
     while changed:
         starved = [n.name for n in spec.nodes.values() if n.name not in gone and n.inputs and all(r.node in gone for r in n.inputs)]

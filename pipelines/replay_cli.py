@@ -1,8 +1,9 @@
 """`loglake replay PIPELINE --from …`: the pipeline's own stages over bounded history, with progress and a summary.
 
 The history is files (`--from files GLOB...`), a lake dataset (`--from lake DATASET [--where SQL] [--since T]
-[--until T]`) or a Kafka range (`--from kafka [--since T] [--until T] | [--offsets P:FROM-TO,...]`). A replay
-saves no checkpoint, commits no offsets and keeps out of the recovery folder.
+[--until T]`), a Kafka range (`--from kafka [--since T] [--until T] | [--offsets P:FROM-TO,...]`) or the
+records that failed (`--from dead-letter [--node STAGE] [--where SQL]`). A replay saves no checkpoint, commits
+no offsets and keeps out of the recovery folder.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from typing import Any
 from rich.console import Console
 
 from loglake.pipelines.progress import show_progress
-from loglake.pipelines.replay import STDOUT, OffsetRange, ReplayError, ReplayPlan, ReplayRequest, plan_replay, run_replay
+from loglake.pipelines.replay import STDOUT, NothingToReplay, OffsetRange, ReplayError, ReplayPlan, ReplayRequest, plan_replay, run_replay
 from loglake.pipelines.runner import RunResult
+from loglake.pipelines.spec import DEAD_LETTER_NODE
 from loglake.pipelines.summary import summary_headline, summary_table
 from loglake.schemas.units import parse_duration
 
 __all__ = ["add_replay_command"]
 
-_ORIGINS = ("files", "lake", "kafka")
-_USAGE = "--from files GLOB... | --from lake DATASET | --from kafka"
+_ORIGINS = ("files", "lake", "kafka", "dead-letter")
+_USAGE = "--from files GLOB... | --from lake DATASET | --from kafka | --from dead-letter"
 
 
 def add_replay_command(commands: Any) -> None:
@@ -31,15 +33,18 @@ def add_replay_command(commands: Any) -> None:
     parser = commands.add_parser(
         "replay",
         usage="loglake replay PIPELINE (--from files GLOB... | --from lake DATASET [--where SQL] | --from kafka [--offsets "
-        "P:FROM-TO,...]) [--since TIME] [--until TIME] [--source NAME] [--to SINK=DATASET|stdout]... [--force] [-w N]",
-        help="run a pipeline over bounded history: files, a lake dataset or a Kafka time/offset range",
+        "P:FROM-TO,...] | --from dead-letter [--node STAGE] [--where SQL]) [--since TIME] [--until TIME] [--source NAME] "
+        "[--to SINK=DATASET|stdout]... [--force] [-w N]",
+        help="run a pipeline over bounded history: files, a lake dataset, a Kafka time/offset range or its dead letters",
         description="Run a pipeline's stages over bounded history. Output goes to the pipeline's sinks; writing "
-        "where normal runs write is refused unless --force. No checkpoint is saved and no offset is committed.",
+        "where normal runs write is refused unless --force (--from dead-letter writes there: the fixed records join "
+        "the live datasets, and leave the dead-letter dataset). No checkpoint is saved and no offset is committed.",
     )
     parser.add_argument("pipeline", help="pipeline YAML file")
     parser.add_argument("--from", dest="origin", nargs="+", required=True, metavar="ORIGIN", help=f"what to replay: {_USAGE}")
     select = parser.add_argument_group("selecting the history")
-    select.add_argument("--where", metavar="SQL", help="--from lake: SQL condition (DuckDB) records must meet, e.g. \"response >= 500\"")
+    select.add_argument("--where", metavar="SQL", help="--from lake or dead-letter: SQL condition (DuckDB) records must meet, e.g. \"response >= 500\"")
+    select.add_argument("--node", metavar="STAGE", help="--from dead-letter: replay only the records that failed in this stage")
     select.add_argument("--since", type=_time, metavar="TIME", help="records at or after this ISO-8601 time (no zone: UTC) or age (2h: two hours ago); lake: event time, kafka: message time")
     select.add_argument("--until", type=_time, metavar="TIME", help="records at or before this time or age; kafka stops each partition at its first message after it")
     select.add_argument("--offsets", type=_offsets, default=(), metavar="P:FROM-TO,...", help="--from kafka: offsets FROM to TO (both included) of partition P (or TOPIC/P); FROM- reads to the end")
@@ -84,8 +89,9 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
         raise ReplayError(f"--from {origin}: replay from {_USAGE}")
     if origin == "lake" and len(rest) != 1:
         raise ReplayError(f"--from lake takes one dataset name, not {len(rest)}")
-    if origin == "kafka" and rest:
-        raise ReplayError(f"--from kafka takes no argument (got {' '.join(rest)}); the pipeline's kafka source says where")
+    if origin in ("kafka", "dead-letter") and rest:
+        says = "the pipeline's kafka source" if origin == "kafka" else "the pipeline's dead_letter sink"
+        raise ReplayError(f"--from {origin} takes no argument (got {' '.join(rest)}); {says} says where")
     return ReplayRequest(
         origin=origin,
         paths=tuple(rest) if origin == "files" else (),
@@ -95,15 +101,19 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
         until=args.until,
         offsets=tuple(args.offsets),
         source=args.source,
+        node=args.node,
         to=tuple(args.to),
         force=args.force,
     )
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    plan = plan_replay(args.pipeline, _request(args))
-    counters = plan.compiled.contexts[plan.source].counters
-    with show_progress(lambda: counters["records_in"], plan.total, f"replay {plan.source}", sys.stderr):
+    try:
+        plan = plan_replay(args.pipeline, _request(args))
+    except NothingToReplay as nothing:
+        Console(soft_wrap=True).print(f"0 records: nothing to replay in {nothing}", highlight=False, markup=False)
+        return 0
+    with show_progress(plan.records_in, plan.total, f"replay {plan.source}", sys.stderr):
         result = run_replay(plan, args.workers)
     _report(plan, result)
     return 0
@@ -115,6 +125,8 @@ def _report(plan: ReplayPlan, result: RunResult) -> None:
         console.print(f"0 records: nothing to replay in {plan.description}", highlight=False, markup=False)
     console.print(f"replay of {plan.description}: {summary_headline(result)}", highlight=False, markup=False)
     console.print(summary_table(result))
+    if plan.dead_letters is not None:
+        console.print(_dead_letter_outcome(plan, result), highlight=False, markup=False)
     for name, folder in result.datasets.items():
         if folder.is_dir():
             console.print(f"dataset {name}: {folder}", highlight=False, markup=False)
@@ -123,3 +135,15 @@ def _report(plan: ReplayPlan, result: RunResult) -> None:
 def _prints_records(plan: ReplayPlan) -> bool:
     """Whether a sink prints records to stdout, so the summary goes to stderr and stdout stays records only."""
     return any(node.type_name == STDOUT for node in plan.compiled.graph.nodes if node.kind == "sink")
+
+
+def _dead_letter_outcome(plan: ReplayPlan, result: RunResult) -> str:
+    """`dead letters: 3 re-run, 2 landed, 1 failed again, 3 removed from …`; landed counts records the sinks
+    other than dead_letter wrote (a record two sinks write counts twice)."""
+    assert plan.dead_letters is not None
+    written = {node.name: node.counts.get("records_out", 0) for node in result.nodes if node.kind == "sink"}
+    failed = written.pop(DEAD_LETTER_NODE, 0)
+    return (
+        f"dead letters: {result.records_read:,} re-run, {sum(written.values()):,} landed, {failed:,} failed again, "
+        f"{plan.dead_letters.removed:,} removed from {plan.dead_letters.folder}"
+    )
