@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from loglake.operators.sql import SqlEvaluator, compile_expression
 from loglake.schemas.config import StageConfig
@@ -48,8 +47,7 @@ class FilterStage:
         if batch.num_rows == 0:
             return StageOutput(main=batch)
         result = self._evaluator.evaluate(batch)
-        keep = pc.fill_null(result.columns["condition"].cast(pa.bool_()), False)  # failed rows are null too
-        kept = batch.filter(keep)
+        kept = batch.filter(result.truth("condition"))
         if not result.failed:
             return StageOutput(main=kept)
         failed = batch.take(pa.array(result.failed, pa.int64()))

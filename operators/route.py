@@ -75,7 +75,7 @@ class RouteStage:
         if batch.num_rows == 0:
             return StageOutput(main=batch)
         result = self._evaluator.evaluate(batch)
-        matches = [pc.fill_null(result.columns[name].cast(pa.bool_()), False) for name in self.config.routes]
+        matches = [result.truth(name) for name in self.config.routes]
         taken = pa.repeat(pa.scalar(False), batch.num_rows)  # rows some route has taken so far
         extra: dict[str, pa.RecordBatch] = {}
         for name, match in zip(self.config.routes, matches):

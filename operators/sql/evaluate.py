@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from loglake.operators.sql.expression import SqlExpression
 from loglake.operators.sql.session import PREFIX, ROWS_COLUMN, TABLE, connection, reason
@@ -39,6 +40,11 @@ class Evaluation:
     columns: dict[str, pa.Array]
     failed: list[int]
     errors: list[str]
+
+    def truth(self, name: str) -> pa.BooleanArray:
+        """Condition `name` as a mask: true where it holds; NULL, and rows that failed (null too), are false."""
+        mask: pa.BooleanArray = pc.fill_null(self.columns[name].cast(pa.bool_()), False)
+        return mask
 
     def ok_mask(self, num_rows: int) -> pa.BooleanArray:
         """True for the rows that did not fail."""
