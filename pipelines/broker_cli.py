@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 from typing import Any
 
 from loglake.pipelines.broker import start_broker
@@ -27,8 +26,7 @@ def _cmd_dev_broker(args: argparse.Namespace) -> int:
     print(f"broker listening on {broker.bootstrap} (pid {broker.pid}); messages live in memory only. Ctrl-C to stop.", flush=True)
     print(f"  produce:  loglake produce --brokers {broker.bootstrap} --topic app-logs FILE", flush=True)
     try:
-        while broker.process.poll() is None:
-            threading.Event().wait(0.5)
+        broker.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
