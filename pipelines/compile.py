@@ -17,7 +17,7 @@ from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, loa
 from loglake.schemas.config import OnError
 from loglake.schemas.errors import ConfigError, SpecError, SpecIssue
 from loglake.schemas.records import conform_core_columns
-from loglake.schemas.stage import FlushingStage, NodeContext, StageOutput, ended_partition, split_failures
+from loglake.schemas.stage import FlushingStage, NodeContext, StageOutput, ended_partition, partition_of, split_failures, tag_partition
 
 __all__ = ["CompiledPipeline", "compile_pipeline", "load_and_compile", "run_stage", "flush_stage"]
 
@@ -145,3 +145,18 @@ def run_stage(
     failures.record(ctx.node, batch.num_rows, routed, output.discarded)
     return output
 
+
+Pairs = list[tuple[str | None, pa.RecordBatch]]
+"""A stage's outputs as (port, batch) pairs; port None is the main output."""
+
+
+def output_pairs(output: StageOutput, empty_main: bool = False) -> Pairs:
+    """The non-empty outputs of a stage, main first; with `empty_main`, the main output even when empty."""
+    pairs: Pairs = [(None, output.main)] if output.main.num_rows or empty_main else []
+    pairs.extend((port, batch) for port, batch in output.extra.items() if batch.num_rows)
+    return pairs
+
+
+def tagged(pairs: Pairs, partition: str) -> Pairs:
+    """Every output labelled with the source partition its records came from (so sinks keep them together)."""
+    return [(port, batch if partition_of(batch) == partition else tag_partition(batch, partition)) for port, batch in pairs]

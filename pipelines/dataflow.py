@@ -14,7 +14,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
 from loglake.pipelines.checkpoint import PositionTracker
-from loglake.pipelines.compile import CompiledPipeline, flush_stage, run_stage
+from loglake.pipelines.compile import CompiledPipeline, Pairs, flush_stage, output_pairs, run_stage, tagged
 from loglake.pipelines.keyed import is_keyed_stage, keyed_stage_step
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.connectors import EndOfInput, PartitionedSink, Sink, SinkWriter, SnapshottingWriter, Source, SourcePartition
@@ -194,28 +194,20 @@ def _step(name: str, port: str | None = None) -> str:
 
 
 def _stage_fn(stage: Any, ctx: NodeContext, ports: tuple[str, ...]) -> Any:
-    def apply(batch: pa.RecordBatch) -> list[tuple[str | None, pa.RecordBatch]]:
-        pairs: list[tuple[str | None, pa.RecordBatch]] = []
+    def apply(batch: pa.RecordBatch) -> Pairs:
         if batch.num_rows == 0:  # an idle tick or an end marker: flush, then pass it on to every port
             flushed = flush_stage(stage, ctx, batch)
-            if flushed is not None:
-                if flushed.main.num_rows:
-                    pairs.append((None, flushed.main))
-                pairs.extend((port, extra) for port, extra in flushed.extra.items() if extra.num_rows)
+            pairs = output_pairs(flushed) if flushed is not None else []
             return [*pairs, (None, batch), *((port, batch) for port in ports)]
-        output = run_stage(stage, ctx, batch)
+        pairs = output_pairs(run_stage(stage, ctx, batch), empty_main=True)
         tag = partition_of(batch)
-        pairs.append((None, output.main))
-        pairs.extend((port, extra) for port, extra in output.extra.items() if extra.num_rows)
-        if tag is None:
-            return pairs
-        return [(port, out if partition_of(out) == tag else tag_partition(out, tag)) for port, out in pairs]
+        return pairs if tag is None else tagged(pairs, tag)
 
     return apply
 
 
 def _port_fn(port: str | None) -> Any:
-    def select(pairs: list[tuple[str | None, pa.RecordBatch]]) -> list[pa.RecordBatch]:
+    def select(pairs: Pairs) -> list[pa.RecordBatch]:
         return [batch for name, batch in pairs if name == port]
 
     return select

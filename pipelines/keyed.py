@@ -20,14 +20,12 @@ import pyarrow as pa
 from bytewax import operators as op
 from bytewax.dataflow import Stream
 
-from loglake.pipelines.compile import flush_stage, run_stage
-from loglake.schemas.stage import NodeContext, StageOutput, ended_partition, partition_of, tag_partition
+from loglake.pipelines.compile import Pairs, flush_stage, output_pairs, run_stage, tagged
+from loglake.schemas.stage import NodeContext, StageOutput, ended_partition, partition_of
 
 __all__ = ["is_keyed_stage", "keyed_stage_step"]
 
 _HOOKS = ("route", "progress", "new_state", "apply", "on_flush")
-
-Pairs = list[tuple[str | None, pa.RecordBatch]]
 
 
 def is_keyed_stage(stage: Any) -> bool:
@@ -79,7 +77,7 @@ def keyed_stage_step(
         if piece.signal:
             flushed = flush_stage(stage, ctx, piece.rows, lambda ended: stage.on_flush(state, ended, now))
             if flushed is not None:
-                pairs.extend(_non_empty(flushed))
+                pairs.extend(output_pairs(flushed))
             if piece.passes_on:
                 pairs.extend([(None, piece.rows), *((port, piece.rows) for port in ports)])
             return state, [pairs]
@@ -88,17 +86,10 @@ def keyed_stage_step(
             output: StageOutput = stage.apply(state, rows, piece.partition, piece.progress, now)
             return output
 
-        pairs.extend(_non_empty(run_stage(stage, ctx, piece.rows, apply)))  # empty parts too: they carry progress
-        if piece.partition:  # sinks keep one source partition's records with one writer
-            pairs = [(port, tag_partition(batch, piece.partition)) for port, batch in pairs]
-        return state, [pairs]
+        pairs.extend(output_pairs(run_stage(stage, ctx, piece.rows, apply)))  # empty parts too: they carry progress
+        return state, [tagged(pairs, piece.partition) if piece.partition else pairs]
 
     keyed = op.flat_map(f"{name}__buckets", upstream, split)
     stateful = op.stateful_flat_map(f"{name}__state", keyed, step)
     return op.map(f"{name}__unkeyed", stateful, lambda item: item[1])
 
-
-def _non_empty(output: StageOutput) -> Pairs:
-    pairs: Pairs = [(None, output.main)] if output.main.num_rows else []
-    pairs.extend((port, batch) for port, batch in output.extra.items() if batch.num_rows)
-    return pairs
