@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,11 @@ import pyarrow as pa
 import yaml
 
 from loglake.pipelines.nodes import build_node
+from loglake.schemas.connectors import EndOfInput, SourcePartition
 from loglake.schemas.errors import SpecError, SpecIssue
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["build_stage", "build_source", "build_sink", "batch_of", "only_spec_issue", "DATA_DIR", "APACHE_LOG"]
+__all__ = ["drain", "build_stage", "build_source", "build_sink", "batch_of", "only_spec_issue", "DATA_DIR", "APACHE_LOG"]
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The project's shared real log data (../shared/data from the repository root)."""
@@ -53,3 +55,17 @@ def only_spec_issue(snippet: str, base_dir: Path | None = None) -> SpecIssue:
         assert len(exc.issues) == 1, exc.render()
         return exc.issues[0]
     raise AssertionError(f"{snippet} built without a problem")
+
+
+def drain(partition: SourcePartition, timeout: float = 10.0) -> list[pa.RecordBatch]:
+    """Every batch of a bounded source partition, up to `EndOfInput` (fails the test if that takes longer than `timeout`)."""
+    batches: list[pa.RecordBatch] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            batch = partition.read()
+        except EndOfInput:
+            return batches
+        if batch is not None:
+            batches.append(batch)
+    raise AssertionError(f"no end after {sum(b.num_rows for b in batches)} rows")

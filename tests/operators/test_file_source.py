@@ -17,7 +17,7 @@ from loglake.pipelines.nodes import build_node
 from loglake.schemas.connectors import EndOfInput, SourcePartition
 from loglake.schemas.errors import SpecError
 from loglake.schemas.stage import NodeContext, NodeCounters
-from tests.support import APACHE_LOG, build_source
+from tests.support import APACHE_LOG, build_source, drain
 
 FAST_POLL = "poll_interval: 5ms"
 
@@ -34,18 +34,6 @@ def _counted(snippet: str, tmp_path: Path) -> tuple[SourcePartition, NodeCounter
     ctx = NodeContext(node="source", base_dir=tmp_path)
     source = build_node("source", "source", yaml.safe_load(snippet), ctx)
     return source.open(source.partitions()[0], None), ctx.counters
-
-
-def _drain(partition: SourcePartition) -> list[pa.RecordBatch]:
-    """Every batch of a bounded partition, up to `EndOfInput`."""
-    batches: list[pa.RecordBatch] = []
-    while True:
-        try:
-            batch = partition.read()
-        except EndOfInput:
-            return batches
-        if batch is not None:
-            batches.append(batch)
 
 
 def _poll(partition: SourcePartition, lines: int, timeout: float = 5.0) -> list[pa.RecordBatch]:
@@ -78,7 +66,7 @@ def _file_yaml(path: Path | str, *options: str) -> str:
 
 def test_reads_every_apache_line_with_its_number(tmp_path: Path) -> None:
     partition, counters = _counted(_file_yaml(APACHE_LOG), tmp_path)
-    batches = _drain(partition)
+    batches = drain(partition)
     expected = APACHE_LOG.read_text(encoding="utf-8").split("\n")[:-1]
     assert len(expected) == 10_000
     assert _column(batches, "message") == expected
@@ -97,7 +85,7 @@ def test_reads_every_apache_line_with_its_number(tmp_path: Path) -> None:
 )
 def test_batches_stay_within_batch_size_and_batch_bytes(tmp_path: Path, batch_size: int, batch_bytes: str) -> None:
     snippet = _file_yaml(APACHE_LOG, f"batch_size: {batch_size}", f"batch_bytes: {batch_bytes}")
-    batches = _drain(_open(snippet, tmp_path))
+    batches = drain(_open(snippet, tmp_path))
     limit = int(batch_bytes[:-3]) * {"KiB": 1024, "MiB": 1024**2}[batch_bytes[-3:]]
     sizes = [[len(m.encode()) + 1 for m in batch.column("message").to_pylist()] for batch in batches]
     for batch_sizes, following in zip(sizes, sizes[1:] + [[]]):
@@ -119,7 +107,7 @@ def test_globs_expand_to_sorted_distinct_files_one_partition_each(tmp_path: Path
     names = ["b.log", "sub/a.log", "sub/deeper/c.log"]
     assert source.partitions() == sorted(str(logs / name) for name in names)
     for partition in source.partitions():
-        batches = _drain(source.open(partition, None))
+        batches = drain(source.open(partition, None))
         name = os.path.relpath(partition, logs)
         assert _column(batches, "message") == [f"first of {name}", f"second of {name}"]
         assert _column(batches, "source") == [partition, partition]
@@ -139,7 +127,7 @@ def test_start_at_end_reads_only_lines_written_later(tmp_path: Path) -> None:
 
 def test_start_at_end_of_a_bounded_file_reads_nothing(tmp_path: Path) -> None:
     (tmp_path / "app.log").write_bytes(b"old 1\nold 2\n")
-    assert _drain(_open(_file_yaml("app.log", "start_at: end"), tmp_path)) == []
+    assert drain(_open(_file_yaml("app.log", "start_at: end"), tmp_path)) == []
 
 
 @pytest.mark.parametrize("start_at", ["beginning", "end"])
@@ -151,7 +139,7 @@ def test_resume_continues_just_after_the_last_line_returned(tmp_path: Path, star
     saved = json.loads(json.dumps(first.position()))
     first.close()
     assert saved == {"inode": path.stat().st_ino, "offset": len("".join(f"line {n}\n" for n in range(1, 7))), "line": 6}
-    rest = _drain(_open(_file_yaml("app.log", "batch_size: 3", f"start_at: {start_at}"), tmp_path, resume=saved))
+    rest = drain(_open(_file_yaml("app.log", "batch_size: 3", f"start_at: {start_at}"), tmp_path, resume=saved))
     assert _column(head, "_line") + _column(rest, "_line") == list(range(1, 11))
     assert _column(rest, "message") == [f"line {n}" for n in range(7, 11)]
 
@@ -170,7 +158,7 @@ def test_resume_reads_from_the_start_when_the_file_changed_while_stopped(
         path.rename(tmp_path / "app.log.1")
     path.write_text("new 1\nnew 2\n")
     with caplog.at_level(logging.WARNING):
-        batches = _drain(_open(_file_yaml("app.log"), tmp_path, resume=saved))
+        batches = drain(_open(_file_yaml("app.log"), tmp_path, resume=saved))
     assert _column(batches, "message") == ["new 1", "new 2"]
     assert _column(batches, "_line") == [1, 2]
     assert f"{path} changed while stopped" in caplog.text
@@ -250,7 +238,7 @@ def test_cli_follow_overrides_the_config(tmp_path: Path, config_follow: str, cli
 
 def test_a_bounded_read_emits_a_last_line_without_newline(tmp_path: Path) -> None:
     (tmp_path / "app.log").write_bytes(b"a\nb")
-    batches = _drain(_open(_file_yaml("app.log"), tmp_path))
+    batches = drain(_open(_file_yaml("app.log"), tmp_path))
     assert _column(batches, "message") == ["a", "b"]
     assert _column(batches, "_line") == [1, 2]
 
@@ -279,7 +267,7 @@ def test_a_follower_waits_for_the_newline_of_a_last_line(tmp_path: Path) -> None
 )
 def test_line_endings_are_removed(tmp_path: Path, data: bytes, messages: list[str]) -> None:
     (tmp_path / "app.log").write_bytes(data)
-    assert _column(_drain(_open(_file_yaml("app.log"), tmp_path)), "message") == messages
+    assert _column(drain(_open(_file_yaml("app.log"), tmp_path)), "message") == messages
 
 
 def test_invalid_utf8_is_replaced_counted_and_located(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -287,7 +275,7 @@ def test_invalid_utf8_is_replaced_counted_and_located(tmp_path: Path, caplog: py
     path.write_bytes(b"ok\nbad \xff\xfe here\n\xc3\x28\n" + "fine é\n".encode())
     partition, counters = _counted(_file_yaml("app.log"), tmp_path)
     with caplog.at_level(logging.WARNING):
-        batches = _drain(partition)
+        batches = drain(partition)
     assert _column(batches, "message") == ["ok", "bad \ufffd\ufffd here", "\ufffd(", "fine é"]
     assert _column(batches, "_line") == [1, 2, 3, 4]
     assert counters["invalid_utf8_lines"] == 2
@@ -298,7 +286,7 @@ def test_invalid_utf8_is_replaced_counted_and_located(tmp_path: Path, caplog: py
 def test_other_encodings_decode_without_replacement(tmp_path: Path) -> None:
     (tmp_path / "app.log").write_bytes("café\r\nnaïve\n".encode("latin-1"))
     partition, counters = _counted(_file_yaml("app.log", "encoding: latin-1"), tmp_path)
-    assert _column(_drain(partition), "message") == ["café", "naïve"]
+    assert _column(drain(partition), "message") == ["café", "naïve"]
     assert counters["invalid_utf8_lines"] == 0
 
 
@@ -309,7 +297,7 @@ def test_other_encodings_decode_without_replacement(tmp_path: Path) -> None:
 )
 def test_a_long_line_under_the_limit_passes_intact(tmp_path: Path, line: str) -> None:
     (tmp_path / "app.log").write_text(f"before\n{line}\nafter\n", encoding="utf-8")
-    batches = _drain(_open(_file_yaml("app.log"), tmp_path))
+    batches = drain(_open(_file_yaml("app.log"), tmp_path))
     assert _column(batches, "message") == ["before", line, "after"]
     assert _column(batches, "_line") == [1, 2, 3]
     assert all("_truncated" not in b.schema.names for b in batches)
@@ -318,7 +306,7 @@ def test_a_long_line_under_the_limit_passes_intact(tmp_path: Path, line: str) ->
 def test_a_line_longer_than_batch_bytes_and_than_one_read_makes_a_batch_of_its_own(tmp_path: Path) -> None:
     line = "q" * (5 * 2**20)  # one read() call takes about 1 MiB here: the line needs five
     (tmp_path / "app.log").write_text(f"a\n{line}\nb\n")
-    batches = _drain(_open(_file_yaml("app.log", "batch_bytes: 1KiB"), tmp_path))
+    batches = drain(_open(_file_yaml("app.log", "batch_bytes: 1KiB"), tmp_path))
     assert [b.column("message").to_pylist() for b in batches] == [["a"], [line], ["b"]]
     assert _column(batches, "_line") == [1, 2, 3]
 
@@ -339,7 +327,7 @@ def test_a_line_over_the_limit_is_truncated_flagged_and_counted(
     path.write_text(f"first\n{line}\nlast\n", encoding="utf-8")
     partition, counters = _counted(_file_yaml("app.log", f"max_line_size: {limit}"), tmp_path)
     with caplog.at_level(logging.WARNING):
-        batches = _drain(partition)
+        batches = drain(partition)
     table = pa.Table.from_batches(batches)
     assert table.column("message").to_pylist() == ["first", kept, "last"]
     assert table.column("_truncated").to_pylist() == [False, True, False]

@@ -23,7 +23,7 @@ from loglake.pipelines.nodes import build_node
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import SpecError, TerminalError
 from loglake.schemas.stage import NodeContext, NodeCounters
-from tests.support import APACHE_LOG
+from tests.support import APACHE_LOG, drain
 
 LINES = APACHE_LOG.read_bytes().splitlines()
 EPOCH_MS = 1_431_857_103_000  # 2015-05-17T10:05:03Z, the first line's time
@@ -43,20 +43,6 @@ def _source(bootstrap: str, topic: str, *options: str, node: str = "src") -> tup
     source = build_node("source", node, yaml.safe_load(snippet), ctx)
     assert isinstance(source, KafkaSource)
     return source, ctx.counters
-
-
-def _drain(partition: KafkaPartition, timeout: float = 10.0) -> list[pa.RecordBatch]:
-    """Every batch up to `EndOfInput` (the partition must be bounded)."""
-    batches: list[pa.RecordBatch] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            batch = partition.read()
-        except EndOfInput:
-            return batches
-        if batch is not None:
-            batches.append(batch)
-    raise AssertionError(f"no end after {sum(b.num_rows for b in batches)} rows")
 
 
 def _poll(partition: KafkaPartition, rows: int, timeout: float = 10.0) -> list[pa.RecordBatch]:
@@ -98,7 +84,7 @@ def test_raw_messages_with_every_metadata_field(kafka_broker: LocalBroker, kafka
     assert source.partitions() == [f"{name}/0", f"{name}/1"]
     for number in (0, 1):
         partition = source.open(f"{name}/{number}", None)
-        batches = _drain(partition)
+        batches = drain(partition)
         partition.close()
         assert _column(batches, "message") == _text(LINES[number:1000:2])
         assert _column(batches, "kafka_offset") == list(range(500))
@@ -118,7 +104,7 @@ def test_raw_messages_with_every_metadata_field(kafka_broker: LocalBroker, kafka
 def test_default_fields_are_topic_partition_offset(kafka_broker: LocalBroker, topic: str) -> None:
     _produce(kafka_broker.bootstrap, topic, LINES[:3])
     source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end")
-    batches = _drain(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
     assert batches[0].schema.names == ["message", "kafka_topic", "kafka_partition", "kafka_offset"]
     assert "timestamp" not in batches[0].schema.names  # event time comes from stages
 
@@ -131,7 +117,7 @@ def test_json_values_become_columns_and_bad_ones_stay_as_rows_with_an_error(kafk
         values.insert(at, value)
     _produce(kafka_broker.bootstrap, topic, values)
     source, counters = _source(kafka_broker.bootstrap, topic, "stop_at: end", "format: json", node="app")
-    batches = _drain(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
     assert _column(batches, "kafka_offset") == list(range(len(values)))
     errors = _column(batches, "_error")
     assert [at for at, error in enumerate(errors) if error is not None] == sorted(bad)
@@ -150,7 +136,7 @@ def test_json_values_become_columns_and_bad_ones_stay_as_rows_with_an_error(kafk
 def test_clean_json_batches_have_no_error_columns(kafka_broker: LocalBroker, topic: str) -> None:
     _produce(kafka_broker.bootstrap, topic, [b'{"a": 1}', b'{"a": 2, "b": "x"}'])
     source, counters = _source(kafka_broker.bootstrap, topic, "stop_at: end", "format: json", "fields: []")
-    batches = _drain(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
     assert batches[0].schema.names == ["a", "b"]
     assert _column(batches, "a") == [1, 2] and _column(batches, "b") == [None, "x"]
     assert counters["invalid_json_messages"] == 0
@@ -160,7 +146,7 @@ def test_a_message_over_max_message_size_is_cut_and_flagged(kafka_broker: LocalB
     long_line = "é" * 100  # 200 bytes of two-byte characters
     _produce(kafka_broker.bootstrap, topic, [LINES[0][:50], long_line.encode(), LINES[1][:50]])
     source, counters = _source(kafka_broker.bootstrap, topic, "stop_at: end", "max_message_size: 101")
-    batches = _drain(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
     assert _column(batches, "message") == [LINES[0][:50].decode(), "é" * 50, LINES[1][:50].decode()]  # never half a character
     assert _column(batches, "_truncated") == [False, True, False]
     assert counters["truncated_messages"] == 1
@@ -169,7 +155,7 @@ def test_a_message_over_max_message_size_is_cut_and_flagged(kafka_broker: LocalB
 def test_invalid_utf8_is_replaced_and_counted(kafka_broker: LocalBroker, topic: str) -> None:
     _produce(kafka_broker.bootstrap, topic, [b"ok", b"bad \xff byte", b"fine"])
     source, counters = _source(kafka_broker.bootstrap, topic, "stop_at: end")
-    assert _column(_drain(source.open(f"{topic}/0", None)), "message") == ["ok", "bad \ufffd byte", "fine"]
+    assert _column(drain(source.open(f"{topic}/0", None)), "message") == ["ok", "bad \ufffd byte", "fine"]
     assert counters["invalid_utf8_values"] == 1
 
 
@@ -177,7 +163,7 @@ def test_invalid_utf8_is_replaced_and_counted(kafka_broker: LocalBroker, topic: 
 def test_batch_bounds(kafka_broker: LocalBroker, topic: str, batch_size: int, batch_bytes: str) -> None:
     _produce(kafka_broker.bootstrap, topic, LINES[:1000])
     source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end", f"batch_size: {batch_size}", f"batch_bytes: {batch_bytes}")
-    batches = _drain(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
     limit = int(batch_bytes[:-3]) * {"KiB": 1024, "MiB": 1024**2}[batch_bytes[-3:]]
     for batch in batches:
         assert batch.num_rows <= batch_size
@@ -194,7 +180,7 @@ def test_resume_continues_at_the_saved_position(kafka_broker: LocalBroker, topic
     saved = json.loads(json.dumps(first.position()))
     first.close()
     assert saved == 120
-    rest = _drain(source.open(f"{topic}/0", saved))
+    rest = drain(source.open(f"{topic}/0", saved))
     assert _column(head, "kafka_offset") + _column(rest, "kafka_offset") == list(range(300))
     assert _column(rest, "message") == _text(LINES[120:300])
 
@@ -242,7 +228,7 @@ def test_start_at_a_time_skips_older_messages(kafka_broker: LocalBroker, topic: 
     _produce(kafka_broker.bootstrap, topic, LINES[:100], timestamp=[EPOCH_MS + 1000 * i for i in range(100)])
     source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end", "start: '2015-05-17T10:05:33Z'")
     partition = source.open(f"{topic}/0", None)
-    batches = _drain(partition)
+    batches = drain(partition)
     assert _column(batches, "kafka_offset") == list(range(30, 100))
     assert partition.position() == 100
 
@@ -251,7 +237,7 @@ def test_start_after_the_last_message_reads_nothing(kafka_broker: LocalBroker, t
     _produce(kafka_broker.bootstrap, topic, LINES[:10], timestamp=[EPOCH_MS + i for i in range(10)])
     source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end", "start: 2030-01-01T00:00:00+01:00")
     partition = source.open(f"{topic}/0", None)
-    assert _drain(partition) == []
+    assert drain(partition) == []
     assert partition.position() == 10
 
 
@@ -263,9 +249,9 @@ def test_group_committed_offsets_are_where_a_partition_without_checkpoint_starts
     source, _ = _source(kafka_broker.bootstrap, name, f"group: {group}", "stop_at: end")
     source.commit_offsets({f"{name}/0": 40})
     _wait_committed(kafka_broker.bootstrap, group, TopicPartition(name, 0), 40)
-    assert _column(_drain(source.open(f"{name}/0", None)), "kafka_offset") == list(range(40, 60))
-    assert _column(_drain(source.open(f"{name}/1", None)), "kafka_offset") == list(range(60))  # nothing committed: `start`
-    assert _column(_drain(source.open(f"{name}/0", 55)), "kafka_offset") == list(range(55, 60))  # a checkpoint wins
+    assert _column(drain(source.open(f"{name}/0", None)), "kafka_offset") == list(range(40, 60))
+    assert _column(drain(source.open(f"{name}/1", None)), "kafka_offset") == list(range(60))  # nothing committed: `start`
+    assert _column(drain(source.open(f"{name}/0", 55)), "kafka_offset") == list(range(55, 60))  # a checkpoint wins
 
 
 def test_commit_offsets_without_a_group_commits_nothing(kafka_broker: LocalBroker, topic: str) -> None:
@@ -292,7 +278,7 @@ def test_stop_at_end_stops_at_the_end_found_when_opened(kafka_broker: LocalBroke
     source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end")
     partition = source.open(f"{topic}/0", None)
     _produce(kafka_broker.bootstrap, topic, LINES[100:110])
-    batches = _drain(partition)
+    batches = drain(partition)
     assert _column(batches, "kafka_offset") == list(range(100))
     assert partition.position() == 100
     with pytest.raises(EndOfInput):

@@ -12,10 +12,9 @@ import pytest
 
 from loglake.operators.lake_source import LakeSource, in_time_range
 from loglake.pipelines.runner import run_pipeline
-from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import SpecError
 from loglake.schemas.records import TIMESTAMP_TYPE
-from tests.support import APACHE_LOG, build_source
+from tests.support import APACHE_LOG, build_source, drain
 
 WRITER = """\
 pipeline: writer
@@ -47,14 +46,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _read_all(source: LakeSource, partition: str, resume: object = None) -> tuple[list[pa.RecordBatch], object]:
     reader = source.open(partition, resume)
-    batches: list[pa.RecordBatch] = []
-    while True:
-        try:
-            batch = reader.read()
-        except EndOfInput:
-            return batches, reader.position()
-        if batch is not None:
-            batches.append(batch)
+    return drain(reader), reader.position()
 
 
 def _table(batches: list[pa.RecordBatch]) -> pa.Table:

@@ -16,8 +16,7 @@ import pytest
 import loglake.operators.kafka  # noqa: F401  registers the `kafka` type
 from loglake.pipelines.broker import LocalBroker
 from loglake.pipelines.produce_cli import ProduceError, add_produce_command, produce_lines, run_produce
-from loglake.schemas.connectors import EndOfInput
-from tests.support import APACHE_LOG, build_source
+from tests.support import APACHE_LOG, build_source, drain
 
 LINES = APACHE_LOG.read_bytes().splitlines()
 
@@ -41,14 +40,9 @@ def _read_back(bootstrap: str, topic: str, *fields: str) -> dict[str, list[Any]]
     source = build_source(f"{{type: kafka, brokers: ['{bootstrap}'], topics: ['{topic}'], stop_at: end, fields: [{', '.join(fields)}]}}")
     partition = source.open(f"{topic}/0", None)
     columns: dict[str, list[Any]] = {}
-    while True:
-        try:
-            batch = partition.read()
-        except EndOfInput:
-            break
-        if batch is not None:
-            for name in batch.schema.names:
-                columns.setdefault(name, []).extend(batch.column(name).to_pylist())
+    for batch in drain(partition):
+        for name in batch.schema.names:
+            columns.setdefault(name, []).extend(batch.column(name).to_pylist())
     partition.close()
     return columns
 
