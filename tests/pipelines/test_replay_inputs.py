@@ -12,10 +12,9 @@ import pytest
 
 from loglake.pipelines.broker import LocalBroker
 from loglake.schemas.errors import SpecError, TerminalError
-from tests.operators.test_file_source import _column, _drain, _file_yaml, _open, _poll
+from tests.operators.test_file_source import _column, _file_yaml, _open, _poll
 from tests.operators.test_kafka_source import EPOCH_MS, LINES, _produce, _source
-from tests.operators.test_kafka_source import _drain as _drain_kafka
-from tests.support import APACHE_LOG, build_source
+from tests.support import APACHE_LOG, build_source, drain
 
 
 @pytest.fixture
@@ -46,7 +45,7 @@ def test_a_gz_file_resumes_after_the_last_line_returned(packed: Path, tmp_path: 
     saved = first.position()
     first.close()
 
-    rest = _drain(_open(_file_yaml(packed), tmp_path, resume=saved))
+    rest = drain(_open(_file_yaml(packed), tmp_path, resume=saved))
 
     assert _column(rest, "_line")[0] == 1235
     assert _column(rest, "message") == APACHE_LOG.read_text(encoding="utf-8").splitlines()[1234:]
@@ -55,7 +54,7 @@ def test_a_gz_file_resumes_after_the_last_line_returned(packed: Path, tmp_path: 
 def test_a_gz_position_past_its_end_is_void(packed: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     inode = _open(_file_yaml(packed), tmp_path).position()["inode"]
 
-    batches = _drain(_open(_file_yaml(packed), tmp_path, resume={"inode": inode, "offset": 10**9, "line": 5}))
+    batches = drain(_open(_file_yaml(packed), tmp_path, resume={"inode": inode, "offset": 10**9, "line": 5}))
 
     assert _column(batches, "_line")[:2] == [1, 2] and len(_column(batches, "_line")) == 10_000
     assert f"it shrank to {APACHE_LOG.stat().st_size:,} bytes" in caplog.text
@@ -83,7 +82,7 @@ def test_a_broken_gz_file_stops_with_its_name_and_the_reason(tmp_path: Path, dat
     path.write_bytes(data)
 
     with pytest.raises(TerminalError, match=re.escape(f"cannot read {path}: {problem}")):
-        _drain(_open(_file_yaml(path), tmp_path))
+        drain(_open(_file_yaml(path), tmp_path))
 
 
 def test_stop_at_a_time_ends_at_the_first_message_stamped_after_it(kafka_broker: LocalBroker, kafka_topic: Callable[..., str]) -> None:
@@ -93,7 +92,7 @@ def test_stop_at_a_time_ends_at_the_first_message_stamped_after_it(kafka_broker:
     source, counters = _source(kafka_broker.bootstrap, topic, "stop_at: '2015-05-17T10:05:09Z'")
     partition = source.open(f"{topic}/0", None)
 
-    batches = _drain_kafka(partition)
+    batches = drain(partition)
 
     assert [v for b in batches for v in b.column("kafka_offset").to_pylist()] == [0, 1, 2]
     assert partition.position() == 3
@@ -105,7 +104,7 @@ def test_start_and_stop_times_select_a_range_on_a_broker_without_a_time_index(ka
     _produce(kafka_broker.bootstrap, topic, LINES[:100], timestamp=[EPOCH_MS + 1000 * i for i in range(100)])
     source, _ = _source(kafka_broker.bootstrap, topic, "start: '2015-05-17T10:05:13Z'", "stop_at: '2015-05-17T10:05:42.500Z'")
 
-    batches = _drain_kafka(source.open(f"{topic}/0", None))
+    batches = drain(source.open(f"{topic}/0", None))
 
     assert [v for b in batches for v in b.column("kafka_offset").to_pylist()] == list(range(10, 40))
 
@@ -118,7 +117,7 @@ def test_stop_at_a_time_after_the_last_message_ends_at_the_end_of_the_log(kafka_
 
     partition = source.open(f"{topic}/0", None)
 
-    assert len([v for b in _drain_kafka(partition) for v in b.column("kafka_offset").to_pylist()]) == 20
+    assert len([v for b in drain(partition) for v in b.column("kafka_offset").to_pylist()]) == 20
     assert "to offset 20 or its first message after 2030-01-01T00:00:00+00:00" in caplog.text
 
 
