@@ -1,4 +1,9 @@
-"""The `geoip` stage: look IP addresses up in a MaxMind database and add country, city, location and ASN fields."""
+"""The `geoip` stage: look IP addresses up in a MaxMind database and add country, city, location and ASN fields.
+
+The lookups cannot be vectorised: a MaxMind database is a binary search tree read one address at a time
+(libmaxminddb over an mmap), so each distinct address of a batch is looked up once in Python, results are
+remembered across batches as Arrow rows, and spread over the records with `take` (no per-row Python).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
-from loglake.operators.distinct_cache import DistinctCache, distinct_values, struct_of_rows, text_column, with_column
+from loglake.operators.distinct_cache import DistinctCache, Failure, Found, text_column, with_column
 from loglake.schemas.config import StageConfig
 from loglake.schemas.errors import ConfigError
 from loglake.schemas.registry import register_stage
@@ -99,17 +104,9 @@ class GeoipConfig(StageConfig):
         return fields
 
 
-class _Invalid(str):
-    """The error message of a value that is not an IP address (a cached lookup result)."""
-
-
-_Found = tuple[Any, ...] | None | _Invalid
-"""One distinct value's lookup: the field values, None for a null struct, or why the record fails."""
-
-
 @register_stage(GeoipConfig)
 class GeoipStage:
-    """Looks each distinct address of a batch up once (LRU across batches) and spreads the results with a take."""
+    """Looks each distinct address up once (remembered across batches) and spreads the results with a take."""
 
     outputs: ClassVar[tuple[str, ...]] = ("dropped",)
 
@@ -137,7 +134,7 @@ class GeoipStage:
                 )
         self.fields: tuple[str, ...] = tuple(config.fields) if config.fields else offered
         self.struct_type = pa.struct([pa.field(name, _TYPES[name]) for name in self.fields])
-        self._cache: DistinctCache[str, _Found] = DistinctCache(config.cache_size)
+        self._cache = DistinctCache(config.cache_size, self.struct_type)
         log.debug("%s: %s database %s, fields %s", ctx.node, database_type, path, self.fields)
 
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
@@ -151,27 +148,22 @@ class GeoipStage:
         addresses = text_column(batch, self.config.field)
         if addresses is None:
             return StageOutput(main=with_column(batch, self.config.target, pa.nulls(batch.num_rows, self.struct_type)))
-        distinct = distinct_values(addresses)
-        found = self._cache.resolve(distinct.values, self._lookup)
-        invalid = [position for position, result in enumerate(found) if isinstance(result, _Invalid)]
-        rows = [None if isinstance(result, _Invalid) else result for result in found]
-        geo = struct_of_rows(rows, self.struct_type).take(distinct.indices)
-        if not invalid:
-            return StageOutput(main=with_column(batch, self.config.target, geo))
-        failing = pc.is_in(distinct.indices, value_set=pa.array(invalid, distinct.indices.type))
-        failing = pc.fill_null(failing, False)
-        good = with_column(batch.filter(pc.invert(failing)), self.config.target, geo.filter(pc.invert(failing)))
-        failed_rows = pc.indices_nonzero(failing)
-        errors = [str(found[position]) for position in distinct.indices.take(failed_rows).to_pylist()]
-        return split_failures(good, batch.take(failed_rows), errors, self.ctx.node, self.config.on_error)
+        found = self._cache.lookup(addresses, self._lookup)
+        if found.errors is None:
+            return StageOutput(main=with_column(batch, self.config.target, found.rows))
+        failing = pc.is_valid(found.errors)
+        kept = pc.invert(failing)
+        good = with_column(batch.filter(kept), self.config.target, found.rows.filter(kept))
+        errors = found.errors.filter(failing).to_pylist()
+        return split_failures(good, batch.filter(failing), errors, self.ctx.node, self.config.on_error)
 
-    def _lookup(self, value: str) -> _Found:
+    def _lookup(self, value: str) -> Found:
         """One address's field values; None when it is not public or the database does not know it."""
         try:
             address = ipaddress.ip_address(value.strip())
         except ValueError:
             shown = value if len(value) <= 60 else value[:59] + "…"
-            return _Invalid(f"geoip: {shown!r} is not an IP address")
+            return Failure(f"geoip: {shown!r} is not an IP address")
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not address.is_global:

@@ -5,6 +5,9 @@ several workers share a dataset. Folders whose `date`/`hour` lie wholly outside 
 opened; the time range and `where` are applied by DuckDB while it reads. A partition reads its files one at a
 time, in name order (part files are named by the time they were written); its position is the file being
 read and the records of it already emitted, so a later run resumes there and picks up files added since.
+A file that is not readable Parquet stops the source naming it, or with `on_corrupt: skip` is left out (counted
+as `corrupt_files_skipped`, named in a warning); footers are checked only after DuckDB failed to read them, so a
+healthy dataset pays nothing for it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
+from loglake.operators.lake_files import CorruptFileError, OnCorrupt, corrupt_files, corruption, parquet_files
 from loglake.operators.sql import compile_expression
 from loglake.operators.sql.session import quote, reason
 from loglake.schemas.config import SourceConfig
@@ -31,7 +35,7 @@ from loglake.schemas.records import conform_core_columns
 from loglake.schemas.registry import register_source
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["LakeConfig", "LakeSource", "LakePartition", "in_time_range", "ROW_ID_COLUMNS"]
+__all__ = ["LakeConfig", "LakeSource", "LakePartition", "in_time_range", "ROW_ID_COLUMNS", "SKIPPED_COUNTER"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,12 @@ _TIME_KEYS = ("date", "hour")
 _ROOT = "."
 ROW_ID_COLUMNS = ("_lake_file", "_lake_row")
 """With `row_ids`: the Parquet file a record was read from and its row number there (from 0)."""
+SKIPPED_COUNTER = "corrupt_files_skipped"
+"""Counter of the files `on_corrupt: skip` left out."""
+_warned: set[Path] = set()
+"""Corrupt files warned about in this process: once each."""
+_warned_lock = threading.Lock()
+_CORRUPT_HINT = "set `on_corrupt: skip` on the lake source (replay: --on-corrupt skip) to read the other files, or move it out of the lake"
 
 
 class LakeConfig(SourceConfig):
@@ -62,6 +72,8 @@ class LakeConfig(SourceConfig):
     """Only records whose `timestamp` is at or before this time; partitions that start after it are not opened."""
     batch_size: int = Field(default=10_000, ge=1)
     """Most records in one batch."""
+    on_corrupt: OnCorrupt = "fail"
+    """A file that is not readable Parquet (empty, truncated, not Parquet, a bad footer or page): `fail` stops the run naming it; `skip` leaves it out with a warning naming it, counted as `corrupt_files_skipped`."""
 
     @field_validator("dataset")
     @classmethod
@@ -121,7 +133,7 @@ class LakeSource:
         self.row_ids = row_ids
         self._ctx = ctx
         self.folder = self._find_folder()
-        every = sorted(p for p in self.folder.rglob("*.parquet") if p.is_file() and not _hidden(p.relative_to(self.folder)))
+        every = parquet_files(self.folder)
         self._time_keys = [key for key in _TIME_KEYS if every and any(part.startswith(f"{key}=") for part in every[0].relative_to(self.folder).parts)]
         self.files: dict[str, list[Path]] = {}
         for path in every:
@@ -132,8 +144,9 @@ class LakeSource:
         self._db = duckdb.connect(config={"autoinstall_known_extensions": False})
         self._db.execute("SET TimeZone = 'UTC'")
         self._db_lock = threading.Lock()
+        columns = self._columns()
         if self.files:
-            self._check_query()
+            self._check_query(columns)
 
     def partitions(self) -> list[str]:
         """Partition folders relative to the dataset (`date=2015-05-17/hour=10`), sorted; `.` for top-level files."""
@@ -162,6 +175,18 @@ class LakeSource:
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         tail = f" OFFSET {offset}" if offset else ""
         return f"SELECT *{exclude}{row_id} FROM read_parquet([{listed}], hive_partitioning = true, union_by_name = true{row_options}{hour}){where}{tail}"
+
+    def report_corrupt(self, path: Path, problem: str, rows: int = 0) -> None:
+        """A file found corrupt: CorruptFileError (`fail`), or a warning and a count (`skip`); `rows` of it were read."""
+        if self.config.on_corrupt == "fail":
+            raise CorruptFileError(path, problem, _CORRUPT_HINT, self._ctx.node)
+        self._ctx.counters.add(SKIPPED_COUNTER)
+        with _warned_lock:
+            if path in _warned:  # a replay builds the source twice: to check the request, then to run it
+                return
+            _warned.add(path)
+        after = f" after {rows:,} record(s)" if rows else ""
+        log.warning("%s: skipped %s%s, not a readable Parquet file (%s)", self._ctx.node, path, after, problem)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection of its own (for one partition's thread) to this source's database."""
@@ -195,11 +220,25 @@ class LakeSource:
         hint = f"; did you mean '{close[0]}'?" if close else f"; datasets: {', '.join(names)}" if names else " (it holds no datasets)"
         raise ConfigError(f"no dataset '{config.dataset}' in the lake folder {lake}{hint}", field="dataset")
 
-    def _check_query(self) -> None:
+    def _columns(self) -> list[str]:
+        """The columns of the files in range (DuckDB reads every footer); corrupt files leave `files` or stop the source."""
+        while files := [path for paths in self.files.values() for path in paths]:
+            try:
+                described = self.cursor().execute(f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_literal(str(p)) for p in files)}], hive_partitioning = true, union_by_name = true)").fetchall()
+            except duckdb.Error as exc:
+                found = corrupt_files(files)
+                if not found:
+                    raise TerminalError(f"cannot read the files of {self.folder}: {reason(exc)}", self._ctx.node) from None
+                for path, problem in found.items():
+                    self.report_corrupt(path, problem)
+                self.files = {name: kept for name, paths in self.files.items() if (kept := [path for path in paths if path not in found])}
+                continue
+            return [str(row[0]) for row in described]
+        return []
+
+    def _check_query(self, columns: list[str]) -> None:
         """Bad SQL in `where`, or columns the dataset lacks, as a ConfigError naming the field (before any read)."""
         files = [path for paths in self.files.values() for path in paths]
-        described = self.cursor().execute(f"DESCRIBE SELECT * FROM read_parquet([{', '.join(_literal(str(p)) for p in files)}], hive_partitioning = true, union_by_name = true)").fetchall()
-        columns = [str(row[0]) for row in described]
         if (self.config.since or self.config.until) and "timestamp" not in columns:
             raise ConfigError(f"the dataset {self.folder} has no 'timestamp' column to select a time range by", field="since" if self.config.since else "until")
         if self.config.where is None:
@@ -215,12 +254,8 @@ class LakeSource:
             self.cursor().execute(f"DESCRIBE {self.query(files)}")
             self.cursor().execute(f"{self.query(files[:1])} LIMIT 1").fetchall()  # constants cast at run time ('abc' as a number)
         except duckdb.Error as exc:
-            raise ConfigError(f"invalid SQL condition {quote(self.config.where)}: {reason(exc)}", field="where") from None
-
-
-def _hidden(relative: Path) -> bool:
-    """Inside a folder being dropped or written (`.dropping-…`) or loglake's own (`_checkpoints`)."""
-    return any(part.startswith((".", "_")) for part in relative.parts)
+            if corruption(exc, files[0]) is None:  # a corrupt first file is for the read to report, per on_corrupt
+                raise ConfigError(f"invalid SQL condition {quote(self.config.where)}: {reason(exc)}", field="where") from None
 
 
 class LakePartition:
@@ -238,14 +273,14 @@ class LakePartition:
     def read(self) -> pa.RecordBatch | None:
         """The next batch; `EndOfInput` after the last file."""
         while self._index < len(self._files):
-            reader = self._reader or self._open_file()
             try:
-                batch = reader.read_next_batch()
+                batch = (self._reader or self._open_file()).read_next_batch()
             except StopIteration:
                 self._next_file()
                 continue
             except duckdb.Error as exc:
-                raise TerminalError(f"cannot read {self._files[self._index]}: {reason(exc)}", self._ctx.node) from None
+                self._unreadable(exc)
+                continue
             self._rows += batch.num_rows
             if batch.num_rows:
                 self._ctx.counters.add("records_in", batch.num_rows)
@@ -271,11 +306,17 @@ class LakePartition:
         if self._cursor is None:
             self._cursor = self._source.cursor()
         sql = self._source.query([self._files[self._index]], offset=self._rows)
-        try:
-            self._reader = self._cursor.sql(sql).to_arrow_reader(self._source.config.batch_size)
-        except duckdb.Error as exc:
-            raise TerminalError(f"cannot read {self._files[self._index]}: {reason(exc)}", self._ctx.node) from None
+        self._reader = self._cursor.sql(sql).to_arrow_reader(self._source.config.batch_size)
         return self._reader
+
+    def _unreadable(self, exc: duckdb.Error) -> None:
+        """The file being read failed: skip it when it is corrupt and `skip` says so, else TerminalError."""
+        path = self._files[self._index]
+        problem = corruption(exc, path)
+        if problem is None:
+            raise TerminalError(f"cannot read {path}: {reason(exc)}", self._ctx.node) from None
+        self._source.report_corrupt(path, problem, self._rows)
+        self._next_file()
 
     def _next_file(self) -> None:
         self._reader = None

@@ -65,6 +65,12 @@ class RouteStage:
             name: compile_expression(text, f"routes.{name}", cast="BOOLEAN") for name, text in config.routes.items()
         }
         self._evaluator = SqlEvaluator(conditions, node=ctx.node)
+        self._read: frozenset[str] = frozenset((*config.routes, UNMATCHED))
+        """The route outputs to build: all of them unless the engine says fewer are read."""
+
+    def read_ports(self, ports: frozenset[str]) -> None:
+        """Build only the routes (and `_unmatched`) that some node reads: a filtered copy per batch is the cost."""
+        self._read = ports & frozenset((*self.config.routes, UNMATCHED))
 
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields: the main output is the input (the routes carry it too)."""
@@ -81,11 +87,13 @@ class RouteStage:
         for name, match in zip(self.config.routes, matches):
             mask = pc.and_not(match, taken) if self.config.mode == "first" else match
             taken = pc.or_(taken, match)
-            _add_port(extra, name, batch, mask)
-        unmatched = pc.invert(taken)
-        if result.failed:  # a failed row matches nothing; it is not "unmatched" either
-            unmatched = pc.and_(unmatched, result.ok_mask(batch.num_rows))
-        _add_port(extra, UNMATCHED, batch, unmatched)
+            if name in self._read:
+                _add_port(extra, name, batch, mask)
+        if UNMATCHED in self._read:
+            unmatched = pc.invert(taken)
+            if result.failed:  # a failed row matches nothing; it is not "unmatched" either
+                unmatched = pc.and_(unmatched, result.ok_mask(batch.num_rows))
+            _add_port(extra, UNMATCHED, batch, unmatched)
         if not result.failed:
             return StageOutput(main=batch, extra=extra)
         return self._with_failures(batch, result.failed, result.errors, extra)

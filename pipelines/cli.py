@@ -1,4 +1,4 @@
-"""The `loglake` command: run, validate, graph, schema, query, retention, parse, test, dev-broker, produce."""
+"""The `loglake` command: run, validate, graph, schema, query, compact, retention, parse, test, dev-broker, produce, replay."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loglake.pipelines.broker_cli import add_dev_broker_command
+from loglake.pipelines.maintenance_cli import add_maintenance_commands
 from loglake.pipelines.parse_cli import add_parse_command
 from loglake.pipelines.pipeline_tests import add_test_command
 from loglake.pipelines.produce_cli import add_produce_command
@@ -138,49 +139,15 @@ def _lake_argument(args: argparse.Namespace) -> str | None:
 def _cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    from loglake.pipelines.lake import open_lake
+    from loglake.pipelines.lake import LakeConnection
 
-    con = open_lake(lake=_lake_argument(args), pipeline=args.pipeline)
+    lake = LakeConnection.open(lake=_lake_argument(args), pipeline=args.pipeline, on_corrupt=args.on_corrupt)
     try:
-        relation = con.sql(args.sql)
+        result = lake.fetch(args.sql)
     except duckdb.Error as exc:
-        views = [row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]
-        raise QueryError(f"{exc}\ndatasets you can query: {', '.join(views) or 'none (is the lake empty?)'}") from None
-    if relation is None:
-        return 0
-    columns = relation.columns
-    rows = relation.fetchall()
-    _print_rows(columns, rows, args.format)
-    return 0
-
-
-def _cmd_retention(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-
-    from loglake.pipelines.lake import find_datasets
-    from loglake.pipelines.retention import RetentionError, drop_older_than
-    from loglake.schemas.units import parse_duration
-
-    datasets = find_datasets(lake=_lake_argument(args), pipeline=args.pipeline)
-    folder = datasets.get(args.dataset) or (Path(args.dataset) if Path(args.dataset).is_dir() else None)
-    if folder is None:
-        raise RetentionError(f"no dataset '{args.dataset}'; datasets: {', '.join(datasets) or 'none'}")
-    try:
-        age = parse_duration(args.older_than)
-    except ValueError as exc:
-        raise RetentionError(f"--older-than: {exc}") from None
-    cutoff = datetime.now(timezone.utc) - age
-    result = drop_older_than(folder, cutoff, dry_run=args.dry_run)
-    verb = "would drop" if args.dry_run else "dropped"
-    stdout.print(
-        f"{_shown(folder)}: {verb} {len(result.dropped):,} partition(s), {result.files:,} file(s), "
-        f"{result.bytes / 1e6:,.1f} MB with event time before {cutoff:%Y-%m-%d %H:%M} UTC",
-        highlight=False,
-    )
-    for leaf in result.dropped if args.dry_run else []:
-        stdout.print(f"  {_shown(leaf)}", highlight=False)
-    if result.undated:
-        stdout.print(f"kept {len(result.undated):,} partition(s) without a date= folder", highlight=False)
+        raise QueryError(f"{exc}\ndatasets you can query: {', '.join(lake.views()) or 'none (is the lake empty?)'}") from None
+    if result is not None:
+        _print_rows(result.columns, result.rows, args.format)
     return 0
 
 
@@ -243,13 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", help="write to this file instead of stdout")
     schema.set_defaults(handler=_cmd_schema)
 
-    retention = commands.add_parser("retention", help="drop a dataset's partitions older than an age")
-    retention.add_argument("dataset", help="dataset name (in --lake or the pipeline's lake) or folder")
-    retention.add_argument("--older-than", required=True, help="age, e.g. 30d or 12h")
-    retention.add_argument("-p", "--pipeline", help="find the dataset among this pipeline's")
-    retention.add_argument("--lake", help="lake folder (default ./lake unless --pipeline is given)")
-    retention.add_argument("--dry-run", action="store_true", help="list what would be dropped, drop nothing")
-    retention.set_defaults(handler=_cmd_retention)
+    add_maintenance_commands(commands)
 
     add_parse_command(commands)
     add_test_command(commands)
@@ -262,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("-p", "--pipeline", help="query the datasets this pipeline writes")
     query.add_argument("--lake", help="lake folder (default ./lake unless --pipeline is given)")
     query.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table")
+    query.add_argument(
+        "--on-corrupt",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a file that is not readable Parquet: fail naming it (default), or skip it with a warning naming it",
+    )
     query.set_defaults(handler=_cmd_query)
     return parser
 

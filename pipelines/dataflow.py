@@ -18,7 +18,7 @@ from loglake.pipelines.compile import CompiledPipeline, Pairs, flush_stage, outp
 from loglake.pipelines.keyed import is_keyed_stage, keyed_stage_step
 from loglake.pipelines.spec import PortRef
 from loglake.schemas.connectors import EndOfInput, PartitionedSink, Sink, SinkWriter, SnapshottingWriter, Source, SourcePartition
-from loglake.schemas.stage import NodeContext, NodeCounters, end_marker, partition_of, tag_partition
+from loglake.schemas.stage import NodeContext, NodeCounters, PortSelectingStage, end_marker, partition_of, tag_partition
 
 __all__ = ["RunControl", "build_dataflow"]
 
@@ -172,7 +172,9 @@ class _PartitionedSinkAdapter(FixedPartitionedSink[pa.RecordBatch, Any]):
         return int(item_key)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any | None) -> _SnapshottingPartitionAdapter:
-        writer = self._sink.open_partition(for_part, resume_state, roll_back_unsnapshotted=self._control.resuming_store)
+        writer = self._sink.open_partition(
+            for_part, resume_state, roll_back_unsnapshotted=self._control.resuming_store, keeps_snapshots=self._control.recovery
+        )
         return _SnapshottingPartitionAdapter(writer, self._control, self._counters)
 
 
@@ -257,6 +259,8 @@ def build_dataflow(compiled: CompiledPipeline, control: RunControl, sink_partiti
             else:
                 op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
             continue
+        if isinstance(instance, PortSelectingStage):
+            instance.read_ports(frozenset(port for port in node.ports if PortRef(node.name, port) in consumed))
         if is_keyed_stage(instance):
             partitions = _upstream_partitions(compiled, node.name)
             pairs = keyed_stage_step(node.name, upstream, instance, compiled.contexts[node.name], node.ports, sink_partitions, partitions)

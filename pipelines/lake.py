@@ -1,19 +1,59 @@
-"""The lake as DuckDB sees it: one view per dataset over its Hive-partitioned Parquet files."""
+"""The lake as DuckDB sees it: one view per dataset over its Hive-partitioned Parquet files.
+
+A view reads the files matching the dataset's folder layout (`date=*/hour=*/*.parquet`, so hidden folders, such
+as a partition being dropped or swapped, never match), listed again by DuckDB at each query: files written
+later appear. DuckDB reads every footer of a dataset when it binds its view (`union_by_name`), so a corrupt
+file fails every query of that dataset; `on_corrupt` says what then happens:
+
+- `fail` (the default, as Spark's `ignoreCorruptFiles` is off by default): stop with an error naming the file
+  and how to leave it out. A query that quietly drops records gives wrong counts that nobody notices.
+- `skip`: warn once naming the file and leave it out; the dataset's view becomes a list of its other files.
+
+Corrupt files are looked for only when DuckDB has failed, so a healthy lake costs nothing more to query.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 
+from loglake.operators.lake_files import (
+    CorruptFileError,
+    OnCorrupt,
+    corrupt_files,
+    corruption,
+    data_problem,
+    iter_parquet_files,
+    named_file,
+    parquet_files,
+)
 from loglake.pipelines.spec import PipelineSpec, load_pipeline
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["discover_datasets", "pipeline_datasets", "find_datasets", "connect", "open_lake"]
+__all__ = ["discover_datasets", "pipeline_datasets", "find_datasets", "connect", "open_lake", "LakeConnection", "QueryResult", "CORRUPT_HINT"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CORRUPT_HINT = 'leave it out with `loglake query --on-corrupt skip` (Python: on_corrupt="skip"), or move it out of the lake'
+"""How to get past a corrupt file, said after its name."""
+_NOT_FOUND = ("No such file or directory", "No files found that match")
+"""What DuckDB says of a file listed but gone when opened."""
+_RETRY_PAUSE = 0.05
+"""Seconds before running a query again after a file vanished, times the attempt number."""
 
 
 def _has_parquet(folder: Path) -> bool:
-    return any(path.is_file() for path in folder.rglob("*.parquet"))
+    return next(iter_parquet_files(folder), None) is not None
 
 
 def discover_datasets(lake_dir: Path) -> dict[str, Path]:
@@ -38,47 +78,6 @@ def pipeline_datasets(spec: PipelineSpec) -> dict[str, Path]:
     return datasets
 
 
-def _partition_keys(folder: Path) -> list[str]:
-    """Hive partition keys of a dataset, read off the folder names above its first file."""
-    first = next((path for path in folder.rglob("*.parquet") if path.is_file()), None)
-    if first is None:
-        return []
-    return [part.split("=", 1)[0] for part in first.relative_to(folder).parts[:-1] if "=" in part]
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def connect(datasets: dict[str, Path], database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per dataset that has files (partition pruning via hive_partitioning)."""
-    con = duckdb.connect(database)
-    for name, folder in datasets.items():
-        if not _has_parquet(folder):
-            continue
-        glob = _quote_literal(str(folder / "**" / "*.parquet"))
-        # `hour=09` would read as text (leading zero); the lake's hours are integers.
-        hive_types = ", hive_types = {'hour': INTEGER}" if "hour" in _partition_keys(folder) else ""
-        con.execute(
-            f"CREATE OR REPLACE VIEW {_quote_identifier(name)} AS "
-            f"SELECT * FROM read_parquet({glob}, hive_partitioning = true, union_by_name = true{hive_types})"
-        )
-    return con
-
-
-def open_lake(lake: str | Path | None = None, pipeline: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """The Python API: a DuckDB connection over a lake folder or over the datasets a pipeline file writes.
-
-    >>> con = open_lake(pipeline="examples/app-json/pipeline.yaml")
-    >>> con.sql("SELECT level, count(*) FROM app GROUP BY 1").fetchall()
-    """
-    return connect(find_datasets(lake, pipeline))
-
-
 def find_datasets(lake: str | Path | None = None, pipeline: str | Path | None = None) -> dict[str, Path]:
     """Datasets by name: those in the pipeline's lake and its sinks, then those in `lake` (which win)."""
     datasets: dict[str, Path] = {}
@@ -89,3 +88,210 @@ def find_datasets(lake: str | Path | None = None, pipeline: str | Path | None = 
     if lake is not None:
         datasets.update(discover_datasets(Path(lake)))
     return datasets
+
+
+def _layout(folder: Path) -> list[str]:
+    """The folder names between a dataset and its files (`date=2024-01-01`, `hour=09`), read off its first file."""
+    first = next(iter_parquet_files(folder), None)
+    return list(first.relative_to(folder).parts[:-1]) if first is not None else []
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's column names and rows."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class LakeConnection:
+    """DuckDB over the lake, for queries that keep working while the lake changes under them.
+
+    `fetch` and `run` run a query again when DuckDB failed on a file of a dataset that vanished between listing
+    and reading (a partition swapped by `loglake compact` or dropped by retention), up to `retries` times, and
+    when a corrupt file was left out (`skip`). A dataset whose view cannot be made because of a corrupt file
+    (`fail`) fails only the queries that use it. Under `skip`, a dataset with a file left out is a view over a
+    list of its files, listed again before each query that uses it.
+
+    >>> lake = LakeConnection.open(pipeline="examples/app-json/pipeline.yaml", on_corrupt="skip")
+    >>> lake.fetch("SELECT level, count(*) FROM app GROUP BY 1").rows
+
+    Attributes:
+        connection: The DuckDB connection, one view per dataset.
+        skipped: Corrupt files left out so far, with what is wrong with each.
+        unavailable: Datasets without a view because of a corrupt file (`fail`), with the error to raise.
+    """
+
+    def __init__(self, datasets: dict[str, Path], on_corrupt: OnCorrupt = "fail", retries: int = 3, database: str = ":memory:") -> None:
+        self.connection = duckdb.connect(database)
+        self.on_corrupt = on_corrupt
+        self.retries = retries
+        self.skipped: dict[Path, str] = {}
+        self.unavailable: dict[str, CorruptFileError] = {}
+        self._folders = {name: folder.resolve() for name, folder in datasets.items() if _has_parquet(folder)}
+        self._listed: dict[str, list[Path] | None] = {}
+        """Datasets whose view is a list of files (a corrupt one left out): the files listed, None until made."""
+        for name in self._folders:
+            try:
+                self._guarded(functools.partial(self._create_view, name), [name])
+            except CorruptFileError as exc:
+                self.unavailable[name] = exc
+
+    @classmethod
+    def open(cls, lake: str | Path | None = None, pipeline: str | Path | None = None, on_corrupt: OnCorrupt = "fail") -> LakeConnection:
+        """Over a lake folder or the datasets a pipeline file writes (see `find_datasets`)."""
+        return cls(find_datasets(lake, pipeline), on_corrupt)
+
+    def views(self) -> list[str]:
+        """The datasets that can be queried (those with a view)."""
+        return [str(row[0]) for row in self.connection.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+
+    def fetch(self, sql: str) -> QueryResult | None:
+        """Run `sql`: its columns and rows (None for a statement without a result)."""
+        return self.run(sql, lambda relation: QueryResult(list(relation.columns), relation.fetchall()))
+
+    def run(self, sql: str, read: Callable[[duckdb.DuckDBPyRelation], T]) -> T | None:
+        """Run `sql` and `read` its result; CorruptFileError for a corrupt file under `fail`, DuckDB's error for
+        anything else (a file still missing after `retries` runs)."""
+        names = self._referenced(sql)
+
+        def attempt() -> T | None:
+            self._refresh(names)
+            relation = self.connection.sql(sql)
+            return None if relation is None else read(relation)
+
+        return self._guarded(attempt, names)
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.connection.close()
+
+    def _referenced(self, sql: str) -> list[str]:
+        """The datasets whose name `sql` holds as a word (DuckDB's `get_table_names` sees through views)."""
+        return [name for name in self._folders if re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", sql, re.IGNORECASE)]
+
+    def _guarded(self, action: Callable[[], T], names: list[str]) -> T:
+        """`action`, run again after a file of a dataset vanished or a corrupt one was left out."""
+        vanished = 0
+        while True:
+            try:
+                return action()
+            except duckdb.Error as exc:
+                found = self._corrupt(exc, names or list(self._folders))
+                if found:
+                    self._leave_out(found)
+                    continue
+                missing = self._vanished(exc)
+                if missing is None or vanished == self.retries:
+                    raise
+                vanished += 1
+                log.info("%s vanished while a query ran (compacted or dropped?); running it again (%d of %d)", missing, vanished, self.retries)
+                time.sleep(_RETRY_PAUSE * vanished)
+
+    def _vanished(self, exc: duckdb.Error) -> Path | None:
+        """The file of a dataset that `exc` says is not there (or that is gone now), if it names one."""
+        path = named_file(exc, self._folders.values())
+        if path is None or not isinstance(exc, duckdb.IOException):
+            return None
+        return path if not path.exists() or any(text in str(exc) for text in _NOT_FOUND) else None
+
+    def _corrupt(self, exc: duckdb.Error, names: list[str]) -> dict[Path, str]:
+        """The corrupt files `exc` is about: the file it names, or for a decoding error that names none, the
+        files of `names` with a broken footer, else the first that cannot be read whole."""
+        path = named_file(exc, self._folders.values())
+        if path is not None:
+            problem = corruption(exc, path)
+            return {path: problem} if problem is not None and path not in self.skipped else {}
+        if type(exc) is not duckdb.Error:
+            return {}
+        files = [path for name in names for path in self._files(name)]
+        found = corrupt_files(files)
+        if found:
+            return found
+        log.info("looking for the file DuckDB cannot decode among %d file(s) of %s", len(files), ", ".join(names))
+        for path in files:
+            problem = data_problem(self.connection, path)
+            if problem is not None:
+                return {path: problem}
+        return {}
+
+    def _leave_out(self, found: dict[Path, str]) -> None:
+        """Under `fail`, CorruptFileError for the first file; under `skip`, warn and take them out of their views."""
+        path, problem = next(iter(found.items()))
+        if self.on_corrupt == "fail":
+            raise CorruptFileError(path, problem, CORRUPT_HINT) from None
+        for path, problem in found.items():
+            name = next(name for name, folder in self._folders.items() if path.is_relative_to(folder))
+            log.warning("%s: skipped %s, not a readable Parquet file (%s); its records are left out", name, path, problem)
+            self.skipped[path] = problem
+            self._listed[name] = None
+
+    def _refresh(self, names: list[str]) -> None:
+        """Make again the views that are out of date: any a corrupt file was just left out of, and those of `names`
+        that are lists of files with files added or gone since, or missing for a corrupt file (moved away since?)."""
+        for name in self._folders:
+            left_out = name in self._listed and self._listed[name] is None
+            if left_out or (name in names and (name in self.unavailable or self._relisted(name))):
+                self._create_view(name)
+
+    def _files(self, name: str) -> list[Path]:
+        """The dataset's files, corrupt ones left out."""
+        return [path for path in parquet_files(self._folders[name]) if path not in self.skipped]
+
+    def _relisted(self, name: str) -> bool:
+        """Whether a dataset viewed as a list of files now has other files."""
+        return name in self._listed and self._files(name) != self._listed[name]
+
+    def _create_view(self, name: str) -> None:
+        """The dataset's view: over its layout's glob, or over a list of its files when one was left out."""
+        folder = self._folders[name]
+        layout = _layout(folder)
+        if name in self._listed:
+            files = self._listed[name] = self._files(name)
+            if not files:
+                self.connection.execute(f"DROP VIEW IF EXISTS {_quote_identifier(name)}")
+                return
+            source = "[" + ", ".join(_quote_literal(str(path)) for path in files) + "]"
+        else:
+            levels = [f"{part.split('=', 1)[0]}=*" if "=" in part else "[!._]*" for part in layout]
+            source = _quote_literal(str(folder.joinpath(*levels, "[!._]*.parquet")))
+        # `hour=09` would read as text (leading zero); the lake's hours are integers.
+        hive_types = ", hive_types = {'hour': INTEGER}" if any(part.startswith("hour=") for part in layout) else ""
+        self.connection.execute(
+            f"CREATE OR REPLACE VIEW {_quote_identifier(name)} AS "
+            f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = true{hive_types})"
+        )
+        self.unavailable.pop(name, None)
+
+
+def connect(datasets: dict[str, Path], database: str = ":memory:", on_corrupt: OnCorrupt = "fail") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per dataset that has files (partition pruning via hive_partitioning).
+
+    A corrupt file raises CorruptFileError (`fail`) or is left out with a warning (`skip`); a dataset with a
+    file left out is a view over the files it held when connecting (`LakeConnection` lists them again).
+    """
+    lake = LakeConnection(datasets, on_corrupt, database=database)
+    if lake.unavailable:
+        raise next(iter(lake.unavailable.values()))
+    return lake.connection
+
+
+def open_lake(lake: str | Path | None = None, pipeline: str | Path | None = None, on_corrupt: OnCorrupt = "fail") -> duckdb.DuckDBPyConnection:
+    """The Python API: a DuckDB connection over a lake folder or over the datasets a pipeline file writes.
+
+    `on_corrupt="fail"` (default) raises CorruptFileError naming a file that is not readable Parquet;
+    `"skip"` leaves it out with a warning. `LakeConnection.open` also runs a query again when a file
+    vanishes under it (a partition compacted or dropped) and finds corrupt files as queries meet them.
+
+    >>> con = open_lake(pipeline="examples/app-json/pipeline.yaml")
+    >>> con.sql("SELECT level, count(*) FROM app GROUP BY 1").fetchall()
+    """
+    return connect(find_datasets(lake, pipeline), on_corrupt=on_corrupt)

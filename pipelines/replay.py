@@ -25,12 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
 
+from loglake.operators.lake_files import OnCorrupt
 from loglake.operators.lake_source import LakeConfig, LakeSource
 from loglake.pipelines.compile import CompiledPipeline, compile_pipeline
 from loglake.pipelines.dead_letters import DeadLetterSource, ReadRows, dead_letter_folder, remove_rows
 from loglake.pipelines.lake import discover_datasets, pipeline_datasets
 from loglake.pipelines.nodes import did_you_mean
 from loglake.pipelines.progress import Total, estimate_lines
+from loglake.pipelines.rebuild import Rebuild, RebuildOutcome
 from loglake.pipelines.runner import RunOptions, RunResult, run_compiled
 from loglake.pipelines.spec import DEAD_LETTER_NODE, NodeSpec, PipelineSpec, PortRef, load_pipeline
 from loglake.schemas.config import NodeConfig
@@ -52,13 +54,14 @@ _REPLACEABLE: dict[str, tuple[str, ...] | None] = {"files": ("file", "stdin"), "
 """Source types each origin can stand in for (None: any)."""
 _HARMLESS_SINKS = ("stdout", "metrics")
 """Sink types that leave nothing behind, so a replay may run them as they are."""
-_CARRIED = ("batch_size", "batch_bytes", "max_line_size", "encoding")
+_CARRIED = ("batch_size", "batch_bytes", "max_line_size", "encoding", "on_corrupt")
 """Options a replacement source takes over from the source it replaces."""
 _FLAG_ORIGINS = {
-    "--where": ("lake", "dead-letter"), "--since": ("lake", "kafka"), "--until": ("lake", "kafka"), "--offsets": ("kafka",), "--node": ("dead-letter",)
+    "--where": ("lake", "dead-letter"), "--since": ("lake", "kafka"), "--until": ("lake", "kafka"), "--offsets": ("kafka",), "--node": ("dead-letter",),
+    "--on-corrupt": ("lake", "dead-letter"),
 }
 """The origins each selecting flag applies to."""
-_FLAGS = {"paths": "--from files", "dataset": "--from lake", "path": "--from lake", "where": "--where", "since": "--since", "until": "--until"}
+_FLAGS = {"paths": "--from files", "dataset": "--from lake", "path": "--from lake", "where": "--where", "since": "--since", "until": "--until", "on_corrupt": "--on-corrupt"}
 
 
 class ReplayError(UsageError):
@@ -119,13 +122,20 @@ class ReplayRequest:
     """`--to`: (sink, dataset name or `stdout`) pairs."""
     force: bool = False
     """Write into the pipeline's own outputs anyway."""
+    on_corrupt: OnCorrupt | None = None
+    """`--on-corrupt`: what the lake source does with a file that is not readable Parquet (default: what the
+    replaced lake source says, else `fail`)."""
+    rebuild: bool = False
+    """Replace the Parquet partitions `since`…`until` covers with the replay's output (see `rebuild`)."""
 
     def check(self) -> None:
         """Flags that do not go together, as a ReplayError naming them."""
-        given = {"--where": self.where is not None, "--since": self.since is not None, "--until": self.until is not None, "--offsets": bool(self.offsets), "--node": self.node is not None}
+        if self.rebuild:
+            self._check_rebuild()
+        given = {"--where": self.where is not None, "--since": self.since is not None, "--until": self.until is not None, "--offsets": bool(self.offsets), "--node": self.node is not None, "--on-corrupt": self.on_corrupt is not None}
         for flag, present in given.items():
             origins = _FLAG_ORIGINS[flag]
-            if present and self.origin not in origins:
+            if present and self.origin not in origins and not (self.rebuild and flag in ("--since", "--until")):
                 raise ReplayError(f"{flag} applies to {' and '.join('--from ' + origin for origin in origins)} only")
         if self.offsets and (self.since is not None or self.until is not None):
             raise ReplayError("--offsets and --since/--until select the same thing two ways; give one of them")
@@ -135,6 +145,16 @@ class ReplayRequest:
             raise ReplayError("--from files needs at least one file or glob")
         if self.origin == "lake" and not self.dataset:
             raise ReplayError("--from lake needs a dataset name")
+
+    def _check_rebuild(self) -> None:
+        if self.origin == "dead-letter":
+            raise ReplayError("--rebuild replaces time partitions; --from dead-letter adds the replayed records instead")
+        if self.since is None or self.until is None:
+            raise ReplayError("--rebuild needs --since and --until: the time range whose partitions it replaces")
+        if self.offsets:
+            raise ReplayError("--rebuild replaces a time range; select it with --since/--until, not --offsets")
+        if any(target != STDOUT for _, target in self.to):
+            raise ReplayError("--rebuild replaces the pipeline's own datasets; --to may only print a sink (SINK=stdout)")
 
 
 @dataclass
@@ -162,6 +182,9 @@ class ReplayPlan:
     sources: tuple[str, ...]
     """Every source node that reads history (one per failed stage for dead letters; else just `source`)."""
     dead_letters: DeadLetterRun | None = None
+    rebuild: Rebuild | None = None
+    rebuilt: RebuildOutcome | None = None
+    """What `--rebuild` replaced, once the run is over."""
 
     def records_in(self) -> int:
         """Records the replay's sources have read so far."""
@@ -181,22 +204,53 @@ def plan_replay(pipeline: str | Path, request: ReplayRequest, cwd: Path | None =
     nodes = _fed_only_by(spec, {chosen.name})
     nodes[chosen.name] = dataclasses.replace(chosen, registration=registration, config=config)
     _redirect(nodes, request.to, chosen.name)
+    rebuild = _staged_rebuild(spec, nodes, request)
     compiled = compile_pipeline(PipelineSpec(spec.name, spec.file, spec.header, nodes, spec.source), follow=False)
     if request.offsets:
         source = compiled.instances[chosen.name]
         keep = "offset" in getattr(chosen.config, "fields", ())
         compiled.instances[chosen.name] = _OffsetRangeSource(source, request.offsets, compiled.contexts[chosen.name], keep)
     _check_outputs(spec, compiled, request, getattr(probe, "folder", None))
-    return ReplayPlan(compiled, chosen.name, _describe(request, chosen.name, probe), _total(request, probe), (chosen.name,))
+    return ReplayPlan(compiled, chosen.name, _describe(request, chosen.name, probe), _total(request, probe), (chosen.name,), rebuild=rebuild)
 
 
 def run_replay(plan: ReplayPlan, workers: int = 1) -> RunResult:
     """Run a planned replay to its end: no checkpoint read or saved, no offsets committed, no recovery snapshots.
     Dead letters read leave the dead-letter dataset after the run (not when it fails)."""
-    result = run_compiled(plan.compiled, RunOptions(workers=workers, follow=False, checkpoint=False))
+    try:
+        result = run_compiled(plan.compiled, RunOptions(workers=workers, follow=False, checkpoint=False, maintenance=False))
+    except BaseException:
+        if plan.rebuild is not None:
+            plan.rebuild.discard()
+        raise
+    if plan.rebuild is not None:
+        plan.rebuilt = plan.rebuild.install()
     if plan.dead_letters is not None:
         plan.dead_letters.removed = remove_rows(plan.dead_letters.read.by_file())
     return result
+
+
+def _staged_rebuild(spec: PipelineSpec, nodes: dict[str, NodeSpec], request: ReplayRequest) -> Rebuild | None:
+    """For `--rebuild`, point the Parquet sinks at staging copies of their datasets; what to swap in after."""
+    if not request.rebuild:
+        return None
+    assert request.since is not None and request.until is not None
+    rebuild = Rebuild(request.since, request.until)
+    try:
+        rebuild.redirect(nodes, _sink_folders(spec, nodes))
+    except UsageError as exc:
+        raise ReplayError(str(exc)) from None
+    return rebuild
+
+
+def _sink_folders(spec: PipelineSpec, nodes: dict[str, NodeSpec]) -> dict[str, Path]:
+    """Each Parquet sink's dataset folder, by sink name."""
+    folders = {}
+    for node in nodes.values():
+        if node.kind == "sink" and node.type_name == "parquet":
+            sink = node.registration.factory(node.config, NodeContext(node=node.name, base_dir=spec.base_dir, lake_dir=spec.lake_dir))
+            folders[node.name] = Path(sink.dataset_dir)
+    return folders
 
 
 def _plan_dead_letters(spec: PipelineSpec, request: ReplayRequest, cwd: Path) -> ReplayPlan:
@@ -211,7 +265,7 @@ def _plan_dead_letters(spec: PipelineSpec, request: ReplayRequest, cwd: Path) ->
         raise NothingToReplay(described)
     read = ReadRows()
     registration = dataclasses.replace(_lake_registration(), factory=functools.partial(DeadLetterSource, read=read))
-    feeds = {stage: _feed(spec, registration, folder, stage, request.where) for stage in counts}
+    feeds = {stage: _feed(spec, registration, folder, stage, request) for stage in counts}
     nodes = _fed_from(spec, feeds)
     _redirect(nodes, request.to, "dead letters")
     compiled = compile_pipeline(PipelineSpec(spec.name, spec.file, spec.header, nodes, spec.source), follow=False)
@@ -244,7 +298,7 @@ def _failed_stages(spec: PipelineSpec, folder: Path, request: ReplayRequest, cwd
         raise ReplayError(f"--node {request.node}: the pipeline has no stage '{request.node}'{did_you_mean(request.node, stages, 'stages')}")
     if not folder.is_dir():
         return {}
-    config = LakeConfig(type="lake", path=str(folder), where=request.where)
+    config = LakeConfig.model_validate({"type": "lake", "path": str(folder), "where": request.where, **_corrupt_option(request)})
     probe: LakeSource = _construct(_lake_registration(), config, spec, DEAD_LETTER_NODE, cwd)
     files = [path for paths in probe.files.values() for path in paths]
     if not files:
@@ -260,14 +314,19 @@ def _failed_stages(spec: PipelineSpec, folder: Path, request: ReplayRequest, cwd
     return counts
 
 
-def _feed(spec: PipelineSpec, registration: Registration, folder: Path, stage: str, where: str | None) -> NodeSpec:
-    """The source node that reads the dead letters of `stage` (and `where`), restored, into it, in batches like
+def _corrupt_option(request: ReplayRequest) -> dict[str, OnCorrupt]:
+    """`--on-corrupt` as a lake source option, when given."""
+    return {} if request.on_corrupt is None else {"on_corrupt": request.on_corrupt}
+
+
+def _feed(spec: PipelineSpec, registration: Registration, folder: Path, stage: str, request: ReplayRequest) -> NodeSpec:
+    """The source node that reads the dead letters of `stage` (and `--where`), restored, into it, in batches like
     the pipeline's."""
     name = f"{stage}-dead-letters"
     if name in spec.nodes:
         raise ReplayError(f"--from dead-letter reads the dead letters of '{stage}' as a source named '{name}', a name the pipeline already uses")
-    condition = f"{ERROR_NODE_COLUMN} = '{stage}'" + (f" AND ({where})" if where else "")
-    config = LakeConfig(type="lake", path=str(folder), where=condition, batch_size=_batch_size(spec))
+    condition = f"{ERROR_NODE_COLUMN} = '{stage}'" + (f" AND ({request.where})" if request.where else "")
+    config = LakeConfig.model_validate({"type": "lake", "path": str(folder), "where": condition, "batch_size": _batch_size(spec), **_corrupt_option(request)})
     return NodeSpec(name, "source", registration, config)
 
 
@@ -310,7 +369,7 @@ def _replacement(spec: PipelineSpec, chosen: NodeSpec, request: ReplayRequest, c
         return _validated("file", chosen.config, {"paths": paths, "follow": False, "start_at": "beginning"})
     assert request.dataset is not None
     folder = _dataset_folder(spec, request.dataset, cwd)
-    return _validated("lake", chosen.config, {"path": str(folder), "where": request.where, "since": request.since, "until": request.until})
+    return _validated("lake", chosen.config, {"path": str(folder), "where": request.where, "since": request.since, "until": request.until, **_corrupt_option(request)})
 
 
 def _validated(type_name: str, old: NodeConfig, fields: dict[str, Any]) -> tuple[Registration, NodeConfig]:

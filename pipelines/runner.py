@@ -21,6 +21,7 @@ from loglake.pipelines.checkpoint import PositionTracker, checkpoint_path, load_
 from loglake.pipelines.compile import CompiledPipeline, load_and_compile
 from loglake.pipelines.dataflow import RunControl, build_dataflow
 from loglake.pipelines.keyed import is_keyed_stage
+from loglake.pipelines.maintenance import maintenance_tasks, parquet_datasets, scheduled_maintenance
 from loglake.pipelines.recovery import prepare_recovery_dir
 from loglake.schemas.errors import LoglakeError, TerminalError
 from loglake.schemas.stage import FlushingStage
@@ -52,6 +53,8 @@ class RunOptions:
     """How often source positions, stage state and sink commits are snapshotted together (the epoch)."""
     metrics_port: int | None = None
     """Serve Prometheus metrics on this port while the run lasts."""
+    maintenance: bool = True
+    """Run the compaction and retention the Parquet sinks schedule (in process 0 only); False for replays."""
 
     @property
     def processes(self) -> int:
@@ -117,7 +120,8 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
         " (resuming from checkpoint)" if resume else "",
         f", snapshots every {options.snapshot_interval.total_seconds():g}s in {options.recovery_dir}" if recovery else "",
     )
-    with _graceful_stop(control.stop), _metrics_served(compiled, options.metrics_port):
+    tasks = maintenance_tasks(parquet_datasets(compiled.instances, spec.lake_dir)) if options.maintenance and options.process_id == 0 else []
+    with _graceful_stop(control.stop), _metrics_served(compiled, options.metrics_port), scheduled_maintenance(tasks):
         try:
             cluster_main(  # type: ignore[no-untyped-call]
                 flow,

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["NodeConfig", "SourceConfig", "StageConfig", "SinkConfig", "OnError", "type_name_of", "check_group_by"]
+__all__ = ["ConfigPart", "NodeConfig", "SourceConfig", "StageConfig", "SinkConfig", "OnError", "type_name_of", "check_group_by"]
 
 
 class OnError(str, Enum):
@@ -28,6 +28,12 @@ class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     kind: ClassVar[str] = "node"
+
+
+class ConfigPart(BaseModel):
+    """A nested mapping inside a node's config: frozen, unknown keys rejected, one docstring per field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SourceConfig(NodeConfig):

@@ -94,9 +94,12 @@ class SnapshottingWriter(SinkWriter, Protocol):
 class PartitionedSink(Protocol):
     """A sink with a fixed set of writers named by the engine (one per sink partition), each resumable."""
 
-    def open_partition(self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False) -> SnapshottingWriter:
+    def open_partition(
+        self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False, keeps_snapshots: bool = False
+    ) -> SnapshottingWriter:
         """The writer of one sink partition. With `resume` (a state its `snapshot` returned), first remove
         every output of this partition written after that snapshot. Without it, start fresh; with
         `roll_back_unsnapshotted` too (the engine's snapshot store existed, so an earlier run of this partition
-        crashed before storing any snapshot), first remove what that run wrote."""
+        crashed before storing any snapshot), first remove what that run wrote. `keeps_snapshots` says whether
+        the run stores snapshots at all (without, nothing it writes is ever rolled back)."""
         ...

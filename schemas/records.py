@@ -91,10 +91,11 @@ def _parse_timestamps(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.
         text = pc.cast(column, pa.string())
     else:
         text = column
-    try:
-        return pc.cast(text, TIMESTAMP_TYPE), None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    if _casts(_first_value(text)):  # a cast that fails costs as much as one that succeeds: try one value first
+        try:
+            return pc.cast(text, TIMESTAMP_TYPE), None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     encoded = pc.dictionary_encode(text)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
@@ -103,6 +104,20 @@ def _parse_timestamps(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, pa.
     failed = pc.and_(pc.is_null(values), pc.is_valid(text))
     raw = pc.if_else(failed, text, pa.scalar(None, pa.string())) if pc.any(failed).as_py() else None
     return values, raw
+
+
+def _first_value(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The first non-null value of a column, as a column of at most one value."""
+    return text.slice(0, 1) if text.null_count == 0 else text.drop_null().slice(0, 1)
+
+
+def _casts(text: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether Arrow's ISO 8601 cast reads every value of `text`."""
+    try:
+        pc.cast(text, TIMESTAMP_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 _KNOWN_FORMATS = ("%d/%b/%Y:%H:%M:%S %z",)

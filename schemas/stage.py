@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from loglake.schemas.config import OnError
 from loglake.schemas.records import ERROR_COLUMN, ERROR_NODE_COLUMN, concat_batches
 
-__all__ = ["BUSY_COUNTER", "FlushingStage", "end_marker", "ended_partition", "partition_of", "tag_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
+__all__ = ["BUSY_COUNTER", "FlushingStage", "PortSelectingStage", "end_marker", "ended_partition", "partition_of", "tag_partition", "NodeCounters", "NodeContext", "StageOutput", "Stage", "split_failures", "with_error_columns"]
 
 
 BUSY_COUNTER = "busy_us"
@@ -120,6 +120,19 @@ class FlushingStage(Stage, Protocol):
 
     def flush(self, ended: str | None) -> StageOutput | None:
         """Records ready to go on now, or None."""
+        ...
+
+
+@runtime_checkable
+class PortSelectingStage(Stage, Protocol):
+    """A stage that can leave out the extra outputs no node reads (a route's unread routes, …).
+
+    The engine calls `read_ports` once, before the first batch, with the extra outputs that some node
+    consumes; a stage it never calls this way (as in `loglake test`) builds every output.
+    """
+
+    def read_ports(self, ports: frozenset[str]) -> None:
+        """Only `ports` (and `dropped`, always) need to be built from now on."""
         ...
 
 

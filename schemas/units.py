@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-__all__ = ["parse_duration", "parse_size", "Duration", "ByteSize"]
+__all__ = ["parse_duration", "parse_size", "positive_duration", "Duration", "ByteSize"]
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE_UNITS = {
@@ -29,6 +29,13 @@ def parse_duration(value: object) -> timedelta:
     if not match or match.group(2).lower() not in _DURATION_UNITS:
         raise ValueError(f"'{value}' is not a duration; write a number and a unit, one of {', '.join(_DURATION_UNITS)} (e.g. 30s)")
     return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+
+
+def positive_duration(value: timedelta, name: str) -> timedelta:
+    """`value` if longer than zero, else a ValueError naming the option `name`."""
+    if value <= timedelta(0):
+        raise ValueError(f"{name} must be longer than 0s")
+    return value
 
 
 def parse_size(value: object) -> int:

@@ -43,7 +43,9 @@ class KafkaSink:
         """A writer with its own producer, connected (with backoff up to `connect_timeout`) before it returns."""
         return KafkaSinkWriter(self.config, self._ctx, self._tuning())
 
-    def open_partition(self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False) -> KafkaSinkWriter:
+    def open_partition(
+        self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False, keeps_snapshots: bool = False
+    ) -> KafkaSinkWriter:
         """The writer of one sink partition, whose `snapshot` waits until everything written is delivered.
 
         Kafka cannot take messages back, so neither `resume` nor `roll_back_unsnapshotted` removes anything:

@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import PurePath
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from loglake.schemas.config import SinkConfig
-from loglake.schemas.units import ByteSize, Duration
+from loglake.schemas.config import ConfigPart, SinkConfig
+from loglake.schemas.units import ByteSize, Duration, positive_duration
 
-__all__ = ["ParquetConfig", "Compression", "TIME_PARTITIONS"]
+__all__ = ["ParquetConfig", "Compression", "TIME_PARTITIONS", "CompactSchedule", "RetentionSchedule"]
 
 Compression = Literal["zstd", "snappy", "gzip", "lz4", "none"]
 
@@ -27,6 +27,36 @@ def _check_name(value: str, what: str) -> str:
     if not _NAME.match(value):
         raise ValueError(f"{what} '{value}' must start with a letter or '_' and hold only letters, digits and '_'")
     return value
+
+
+class CompactSchedule(ConfigPart):
+    """Merge the dataset's small files while the pipeline runs (`loglake compact` on a timer)."""
+
+    every: Duration = Field(default="1h", validate_default=True)
+    """How often the dataset is compacted, starting when the run starts."""
+    min_age: Duration = Field(default="15m", validate_default=True)
+    """Partitions written to more recently than this are left for a later pass."""
+    target_size: ByteSize | None = None
+    """Bytes a merged file grows to; default: the sink's `max_file_size`."""
+
+    @field_validator("every")
+    @classmethod
+    def _every_ispositive_duration(cls, value: timedelta) -> timedelta:
+        return positive_duration(value, "every")
+
+
+class RetentionSchedule(ConfigPart):
+    """Drop the dataset's partitions older than an age while the pipeline runs (`loglake retention` on a timer)."""
+
+    older_than: Duration
+    """Partitions whose event time ended longer ago than this are dropped, e.g. `30d`."""
+    every: Duration = Field(default="1h", validate_default=True)
+    """How often old partitions are looked for, starting when the run starts."""
+
+    @field_validator("every", "older_than")
+    @classmethod
+    def _ispositive_duration(cls, value: timedelta, info: ValidationInfo) -> timedelta:
+        return positive_duration(value, str(info.field_name))
 
 
 class ParquetConfig(SinkConfig):
@@ -55,6 +85,22 @@ class ParquetConfig(SinkConfig):
     """A file is committed this long after it was opened, so records become visible to queries."""
     row_group_size: int = Field(default=131_072, ge=1)
     """Records per Parquet row group; small batches are buffered until a group is full."""
+    compact: CompactSchedule | None = None
+    """Compact the dataset on a timer while the pipeline runs: `{every: 1h, min_age: 15m}`, or `true` for those defaults."""
+    retention: RetentionSchedule | None = None
+    """Drop old partitions on a timer while the pipeline runs: `30d`, or `{older_than: 30d, every: 1h}`."""
+
+    @field_validator("compact", mode="before")
+    @classmethod
+    def _compact_shorthand(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention_shorthand(cls, value: object) -> object:
+        return {"older_than": value} if isinstance(value, (str, int)) else value
 
     @field_validator("dataset")
     @classmethod
@@ -86,10 +132,8 @@ class ParquetConfig(SinkConfig):
 
     @field_validator("max_file_age")
     @classmethod
-    def _age_is_positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("max_file_age must be longer than 0s")
-        return value
+    def _age_ispositive_duration(cls, value: timedelta) -> timedelta:
+        return positive_duration(value, "max_file_age")
 
     @model_validator(mode="after")
     def _level_fits_codec(self) -> ParquetConfig:

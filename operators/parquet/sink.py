@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from loglake.operators.parquet.config import ParquetConfig
+from loglake.operators.parquet.lineage import FinalMark, lineage_folder, write_durably
 from loglake.operators.parquet.part_file import FileOptions, check_codec
 from loglake.operators.parquet.writer import ParquetSinkWriter, remove_writer_files
 from loglake.schemas.errors import ConfigError
@@ -46,34 +46,31 @@ class ParquetSink:
         """A writer for one worker; its file names carry `w<worker_index>`, so workers never collide."""
         return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, f"w{worker_index}")
 
-    def open_partition(self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False) -> ParquetSinkWriter:
+    def open_partition(
+        self, partition: str, resume: Any | None, roll_back_unsnapshotted: bool = False, keeps_snapshots: bool = False
+    ) -> ParquetSinkWriter:
         """The writer of one sink partition, rolled back to `resume` if given.
 
-        Each start without a snapshot begins a new writer lineage (`p<partition>x<random>` in file names,
-        remembered in `<lake>/_checkpoints/writers/<dataset>/`). With `roll_back_unsnapshotted` (a crashed run that never stored
-        a snapshot), the previous lineage's files are deleted first: no snapshot covers them.
+        Each start without a snapshot begins a new writer lineage (`p<partition>x<random>` in file names). A run
+        that keeps snapshots remembers it in `<lake>/_checkpoints/writers/<dataset>/p<partition>` with which of
+        its files are final (see `lineage`); with `roll_back_unsnapshotted` (a crashed run that never stored a
+        snapshot), the previous lineage's files are deleted first: no snapshot covers them. A run without
+        snapshots (or a replay) leaves those records alone: nothing it writes is ever rolled back.
         """
+        folder = lineage_folder(self._ctx.lake, self.dataset_name)
+        lineage = folder / f"p{partition}"
         if resume is not None:
-            writer_id = str(resume.get("writer", f"p{partition}"))
-            return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, writer_id, resume)
-        lineage = self._ctx.lake / "_checkpoints" / "writers" / self.dataset_name / f"p{partition}"
-        if roll_back_unsnapshotted and lineage.exists():
-            previous = lineage.read_text(encoding="utf-8").strip()
-            removed = remove_writer_files(self.dataset_dir, previous, after=0)
-            if removed:
-                log.warning("%s: removed %d file(s) a crashed run wrote before its first snapshot", self._ctx.node, removed)
-                self._ctx.counters.add("files_rolled_back", removed)
-        writer_id = f"p{partition}x{secrets.token_hex(3)}"
-        _write_durably(lineage, writer_id)
-        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, writer_id)
-
-
-def _write_durably(path: Path, text: str) -> None:
-    """Replace `path`'s content atomically and sync it (it must survive the crash it is there for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+            writer_id, resumed_at = str(resume.get("writer", f"p{partition}")), int(resume["sequence"])
+        else:
+            if roll_back_unsnapshotted and lineage.exists():
+                previous = lineage.read_text(encoding="utf-8").strip()
+                removed = remove_writer_files(self.dataset_dir, previous, after=0)
+                if removed:
+                    log.warning("%s: removed %d file(s) a crashed run wrote before its first snapshot", self._ctx.node, removed)
+                    self._ctx.counters.add("files_rolled_back", removed)
+            writer_id, resumed_at = f"p{partition}x{secrets.token_hex(3)}", 0
+        final = None
+        if keeps_snapshots:
+            write_durably(lineage, writer_id)
+            final = FinalMark(folder / f"p{partition}.final", writer_id, resumed_at)
+        return ParquetSinkWriter(self.config, self._ctx, self.dataset_dir, self._options, writer_id, resume, final)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ import pyarrow as pa
 
 from loglake.operators.parquet.align import align_batch, next_schema
 from loglake.operators.parquet.config import ParquetConfig
+from loglake.operators.parquet.lineage import FinalMark, parse_part_name
+from loglake.operators.parquet.lock import DatasetLock
 from loglake.operators.parquet.part_file import FileOptions, PartFile, WriteFailure
 from loglake.operators.parquet.partitions import PartitionKeyError, split_by_partition
 from loglake.schemas.errors import TerminalError
@@ -37,8 +38,8 @@ __all__ = ["ParquetSinkWriter", "remove_writer_files"]
 
 log = logging.getLogger(__name__)
 
-_MAX_BUFFERED_BYTES = 256 * 1024**2
-"""Records a writer holds in memory across all partitions before it writes the largest buffers out."""
+_MAX_BUFFERED_BYTES = 64 * 1024**2
+"""Records a writer holds in memory across all partitions before it writes the largest buffers out (four full row groups)."""
 _MAX_OPEN_FILES = 256
 """Open files per writer; beyond this the oldest is committed (a partition column with many values)."""
 
@@ -54,12 +55,15 @@ class ParquetSinkWriter:
         options: FileOptions,
         writer_id: str,
         resume: Any | None = None,
+        final: FinalMark | None = None,
     ) -> None:
         self._config = config
         self._ctx = ctx
         self._dataset_dir = dataset_dir
         self._options = options
         self._writer_id = writer_id
+        self._final = final
+        self._lock = DatasetLock(dataset_dir)
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
         if resume is not None:
@@ -85,6 +89,8 @@ class ParquetSinkWriter:
     def snapshot(self) -> dict[str, Any]:
         """Commit every open file; the state a resumed writer rolls back to (`resume=`)."""
         self.close()
+        if self._final is not None:
+            self._final.snapshot_taken(self._sequence)
         return {"sequence": self._sequence, "writer": self._writer_id}
 
     def abort(self) -> None:
@@ -131,7 +137,7 @@ class ParquetSinkWriter:
         self._sequence += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{self._writer_id}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
-        part = PartFile(self._dataset_dir / folder, name, schema, self._options)
+        part = PartFile(self._dataset_dir / folder, name, schema, self._options, self._lock)
         self._files[folder] = part
         return part
 
@@ -177,11 +183,10 @@ def remove_writer_files(dataset_dir: Path, writer_id: str, after: int) -> int:
     """Delete writer `writer_id`'s files numbered after `after`, committed or not; how many were deleted."""
     if not dataset_dir.is_dir():
         return 0
-    numbered = re.compile(rf"^\.?part-\d{{8}}T\d{{6}}-{re.escape(writer_id)}-(\d+)-[0-9a-f]+\.parquet(\.inprogress)?$")
     removed = 0
     for path in dataset_dir.rglob(f"*part-*-{writer_id}-*"):
-        match = numbered.match(path.name)
-        if match and (int(match.group(1)) > after or match.group(2)):
+        name = parse_part_name(path.name)
+        if name is not None and name.writer == writer_id and (name.sequence > after or name.in_progress):
             path.unlink(missing_ok=True)
             removed += 1
     return removed

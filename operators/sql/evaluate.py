@@ -54,27 +54,45 @@ class Evaluation:
         return pa.array(mask, pa.bool_())
 
 
-def _with_path(array: pa.Array, path: tuple[str, ...]) -> pa.Array:
-    """A struct column with null children added where `path` names a missing field (log semantics)."""
-    if not path or not pa.types.is_struct(array.type):
+def _narrowed(array: pa.Array, paths: list[tuple[str, ...]]) -> pa.Array:
+    """What of a column the expressions read, at `paths` below it (`()`: all of it).
+
+    A struct read only through its fields keeps just those fields, so DuckDB converts nothing else of a
+    wide struct such as `ua`; a field that a path names and the struct lacks is added as nulls (log
+    semantics). A struct read as a whole keeps every field.
+    """
+    below: dict[str, list[tuple[str, ...]]] = {}
+    written: dict[str, str] = {}
+    for path in paths:
+        if path:
+            below.setdefault(path[0].lower(), []).append(path[1:])
+            written.setdefault(path[0].lower(), path[0])
+    if not below or not pa.types.is_struct(array.type):
         return array
     struct: pa.StructType = array.type
-    names = [struct.field(i).name.lower() for i in range(struct.num_fields)]
+    whole = any(not path for path in paths)
+    index_of: dict[str, int] = {}
+    for i in range(struct.num_fields):
+        index_of.setdefault(struct.field(i).name.lower(), i)
     children = array.flatten()
-    fields = [struct.field(i) for i in range(struct.num_fields)]
-    head = path[0].lower()
-    if head in names:
-        index = names.index(head)
-        child = _with_path(children[index], path[1:])
-        if child is children[index]:
-            return array
-        children[index] = child
-        fields[index] = fields[index].with_type(child.type)
-    else:
-        children.append(pa.nulls(len(array)))
-        fields.append(pa.field(path[0], pa.null()))
+    kept = list(range(struct.num_fields)) if whole else [index_of[head] for head in below if head in index_of]
+    arrays = [children[i] for i in kept]
+    fields = [struct.field(i) for i in kept]
+    changed = not whole
+    for head, rests in below.items():
+        if head not in index_of:
+            arrays.append(pa.nulls(len(array)))
+            fields.append(pa.field(written[head], pa.null()))
+            changed = True
+            continue
+        at = kept.index(index_of[head])
+        child = _narrowed(arrays[at], rests)
+        if child is not arrays[at]:
+            arrays[at], fields[at], changed = child, fields[at].with_type(child.type), True
+    if not changed:
+        return array
     mask = array.is_null() if array.null_count else None
-    return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
+    return pa.StructArray.from_arrays(arrays, fields=fields, mask=mask)
 
 
 def _run(sql: str, loglake_batch: pa.RecordBatch) -> list[pa.Array]:
@@ -124,10 +142,7 @@ class SqlEvaluator:
             key = name.lower()
             if key not in self._paths:
                 continue
-            column = batch.column(index)
-            for rest in self._paths[key]:
-                column = _with_path(column, rest)
-            arrays.append(column)
+            arrays.append(_narrowed(batch.column(index), self._paths[key]))
             names.append(name)
             found.add(key)
         missing = [self._names_as_written[key] for key in self._paths if key not in found]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from loglake.schemas.config import OnError, StageConfig, check_group_by
-from loglake.schemas.units import Duration
+from loglake.schemas.config import ConfigPart, OnError, StageConfig, check_group_by
+from loglake.schemas.units import Duration, positive_duration
 
 __all__ = ["WindowConfig", "SlidingWindow", "SessionWindow", "MAX_WINDOWS_PER_RECORD", "RESERVED_COLUMNS"]
 
@@ -19,19 +19,7 @@ RESERVED_COLUMNS = ("window_start", "window_end", "timestamp")
 """Columns every window row has; group fields and aggregates may not take these names."""
 
 
-def _positive(value: timedelta, what: str) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError(f"{what} must be longer than 0s")
-    return value
-
-
-class _Part(BaseModel):
-    """A nested mapping of the window config: frozen, unknown keys rejected, one docstring per field."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class SlidingWindow(_Part):
+class SlidingWindow(ConfigPart):
     """Hopping windows of `size`, one starting every `every`, aligned to the Unix epoch."""
 
     size: Duration
@@ -41,8 +29,8 @@ class SlidingWindow(_Part):
 
     @model_validator(mode="after")
     def _every_fits_size(self) -> SlidingWindow:
-        _positive(self.size, "size")
-        _positive(self.every, "every")
+        positive_duration(self.size, "size")
+        positive_duration(self.every, "every")
         if self.every > self.size:
             raise ValueError(f"every ({_shown(self.every)}) must not be longer than size ({_shown(self.size)}); records between windows would be lost")
         if self.size / self.every > MAX_WINDOWS_PER_RECORD:
@@ -50,7 +38,7 @@ class SlidingWindow(_Part):
         return self
 
 
-class SessionWindow(_Part):
+class SessionWindow(ConfigPart):
     """Per-group sessions: records less than `gap` apart belong to the same window."""
 
     gap: Duration
@@ -58,8 +46,8 @@ class SessionWindow(_Part):
 
     @field_validator("gap")
     @classmethod
-    def _gap_is_positive(cls, value: timedelta) -> timedelta:
-        return _positive(value, "gap")
+    def _gap_ispositive_duration(cls, value: timedelta) -> timedelta:
+        return positive_duration(value, "gap")
 
 
 class WindowConfig(StageConfig):
@@ -93,13 +81,13 @@ class WindowConfig(StageConfig):
 
     @field_validator("tumbling")
     @classmethod
-    def _tumbling_is_positive(cls, value: timedelta | None) -> timedelta | None:
-        return None if value is None else _positive(value, "tumbling")
+    def _tumbling_ispositive_duration(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else positive_duration(value, "tumbling")
 
     @field_validator("idle_timeout")
     @classmethod
-    def _idle_timeout_is_positive(cls, value: timedelta) -> timedelta:
-        return _positive(value, "idle_timeout")
+    def _idle_timeout_ispositive_duration(cls, value: timedelta) -> timedelta:
+        return positive_duration(value, "idle_timeout")
 
     @field_validator("allowed_lateness", "max_future")
     @classmethod

@@ -1,7 +1,8 @@
-"""The `lake` source over a real dataset: pruning by partition folder, DuckDB filtering, resume, errors."""
+"""The `lake` source over a real dataset: pruning by partition folder, DuckDB filtering, resume, corrupt files, errors."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,10 +11,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from loglake.operators.lake_source import LakeSource, in_time_range
+from loglake.operators.lake_files import CorruptFileError
+from loglake.operators.lake_source import SKIPPED_COUNTER, LakeSource, in_time_range
+from loglake.pipelines.nodes import build_node
 from loglake.pipelines.runner import run_pipeline
 from loglake.schemas.errors import SpecError
 from loglake.schemas.records import TIMESTAMP_TYPE
+from loglake.schemas.stage import NodeContext
+from tests.corruption import corrupt
 from tests.support import APACHE_LOG, build_source, drain
 
 WRITER = """\
@@ -99,7 +104,7 @@ def test_a_dataset_partitioned_by_a_record_column_gives_it_back_as_a_column(lake
 
     source = build_source("{type: lake, dataset: by_status, where: 'response >= 400'}", base_dir=lake)
 
-    assert source.partitions() == sorted(folder.name for folder in (lake / "lake" / "by_status").iterdir())
+    assert source.partitions() == sorted(folder.name for folder in (lake / "lake" / "by_status").iterdir() if folder.is_dir())
     table = _table([batch for name in source.partitions() for batch in _read_all(source, name)[0]])
     assert sorted(set(table.column("response").to_pylist())) == [row[0] for row in duckdb.sql(
         f"SELECT DISTINCT response FROM read_parquet('{lake}/lake/access/**/*.parquet') WHERE response >= 400 ORDER BY 1"
@@ -166,3 +171,53 @@ def test_bad_config_names_the_field(lake: Path, snippet: str, path: tuple[str, .
 
     issue = caught.value.issues[0]
     assert (issue.path, issue.message) == (path, message.format(lake=lake))
+
+
+@pytest.fixture
+def damaged(lake: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A copy of `access` (under tmp_path/lake) with one file truncated and another with garbled pages (its
+    footer intact); returns those two files and the copy's folder."""
+    copy = tmp_path / "lake" / "access"
+    shutil.copytree(lake / "lake" / "access", copy)
+    files = sorted(copy.rglob("*.parquet"))
+    truncated, garbled = files[0], files[2]
+    corrupt(truncated, "truncated")
+    corrupt(garbled, "bad-page")
+    return truncated, garbled, copy
+
+
+def _history(tmp_path: Path, on_corrupt: str) -> tuple[LakeSource, NodeContext]:
+    ctx = NodeContext(node="history", base_dir=tmp_path)
+    return build_node("source", "history", {"type": "lake", "dataset": "access", "on_corrupt": on_corrupt}, ctx), ctx
+
+
+def test_skip_reads_every_other_file_and_counts_and_names_the_corrupt_ones(
+    lake: Path, tmp_path: Path, damaged: tuple[Path, Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    truncated, garbled, copy = damaged
+    with caplog.at_level(logging.WARNING, logger="loglake.operators.lake_source"):
+        source, ctx = _history(tmp_path, "skip")
+        table = _table([batch for name in source.partitions() for batch in _read_all(source, name)[0]])
+
+    healthy = ", ".join(f"'{path}'" for path in sorted(copy.rglob("*.parquet")) if path not in (truncated, garbled))
+    assert table.num_rows == duckdb.sql(f"SELECT count(*) FROM read_parquet([{healthy}])").fetchall()[0][0] > 0
+    assert ctx.counters[SKIPPED_COUNTER] == 2
+    warnings = [record.getMessage() for record in caplog.records]
+    assert [f"history: skipped {truncated}, not a readable Parquet file (Parquet magic bytes not found in footer)"] == warnings[:1]
+    assert len(warnings) == 2 and warnings[1].startswith(f"history: skipped {garbled}, not a readable Parquet file (")
+
+
+def test_fail_stops_at_a_broken_footer_before_reading_and_at_a_broken_page_when_read(tmp_path: Path, damaged: tuple[Path, Path, Path]) -> None:
+    truncated, garbled, _ = damaged
+    hint = "; set `on_corrupt: skip` on the lake source (replay: --on-corrupt skip) to read the other files, or move it out of the lake"
+    with pytest.raises(CorruptFileError) as caught:
+        _history(tmp_path, "fail")
+    assert str(caught.value) == f"history: {truncated} is not a readable Parquet file (Parquet magic bytes not found in footer){hint}"
+
+    truncated.unlink()
+    source, _ = _history(tmp_path, "fail")
+    partition = garbled.parent.relative_to(tmp_path / "lake" / "access").as_posix()
+    with pytest.raises(CorruptFileError) as caught:
+        _read_all(source, partition)
+    assert (caught.value.path, caught.value.node) == (garbled, "history")
+    assert str(caught.value).endswith(hint)

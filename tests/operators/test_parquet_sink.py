@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from loglake.operators.parquet import ParquetSink
+from loglake.operators.parquet.lock import LOCK_NAME
 from loglake.schemas.errors import SpecError, TerminalError
 from tests.support import APACHE_LOG, build_sink
 
@@ -82,8 +83,8 @@ def committed(sink: ParquetSink) -> list[Path]:
 
 
 def every_file(sink: ParquetSink) -> list[Path]:
-    """Every file under the dataset folder, hidden ones included."""
-    return sorted(p for p in sink.dataset_dir.rglob("*") if p.is_file())
+    """Every data file under the dataset folder, hidden ones (in progress) included; not the dataset lock."""
+    return sorted(p for p in sink.dataset_dir.rglob("*") if p.is_file() and p.name != LOCK_NAME)
 
 
 def garble_pages(path: Path) -> None:
@@ -351,7 +352,7 @@ def test_disk_full_aborts_with_terminal_error(tmp_path: Path) -> None:
     dataset = tmp_path / "lake" / "app"
     assert done.returncode == 3, done.stderr
     assert re.fullmatch(rf"lake: cannot write {dataset}/part-\S+\.parquet: File too large\n", done.stderr), done.stderr
-    files = sorted(p.name for p in dataset.iterdir())
+    files = sorted(p.name for p in dataset.iterdir() if p.name != LOCK_NAME)
     assert len(files) == 1 and FINAL_NAME.match(files[0]), files
     assert pq.read_table(dataset / files[0]).column("message").to_pylist() == ["fits"] * 10
 
@@ -428,3 +429,19 @@ def test_bad_config_is_a_spec_error(tmp_path: Path, options: str, path: tuple[st
     [issue] = caught.value.issues
     assert (issue.path, issue.node, issue.node_type) == (path, "lake", "parquet")
     assert message in issue.message
+
+
+def test_row_groups_are_written_once_they_buffer_16_mib(tmp_path: Path) -> None:
+    """However many rows a group may hold, a file writes its group out at 16 MiB of records: its memory is bounded."""
+    sink = build_sink("{type: parquet, dataset: app, partition_by: [], row_group_size: 1000000}", base_dir=tmp_path)
+    records = apache_records()
+    write_all(sink, [records] * 30)  # 300,000 records, ~50 MiB in Arrow: one row group by the row count alone
+
+    [file] = committed(sink)
+    metadata = pq.ParquetFile(file).metadata
+    groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    budget = 16 * 2**20 // (records.nbytes // records.num_rows)
+    assert sum(groups) == 300_000 and len(groups) >= 3, groups
+    assert all(budget <= rows <= budget + records.num_rows for rows in groups[:-1]), (groups, budget)
+    requests = len(set(records.column("request").to_pylist()))
+    assert query(sink, "SELECT count(*), count(DISTINCT request) FROM ds") == [(300_000, requests)]

@@ -205,22 +205,40 @@ def test_routes_are_output_ports_of_the_node(write_pipeline: Callable[..., Path]
     assert issue.line == 11
 
 
-def test_route_ports_feed_sinks_in_a_real_run(write_pipeline: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_pipeline(
-        f"""
-        pipeline: routed
-        sources:
-          logs: {{type: file, paths: ["{APACHE_LOG}"], batch_size: 2000}}
-        stages:
-          parse: {{type: apache_combined}}
-          split: {{type: route, mode: first, routes: {{errors: "{ERRORS}", bots: "{BOTS}"}}}}
-        sinks:
-          errors: {{type: parquet, inputs: [split.errors], dataset: errors, partition_by: []}}
-          bots: {{type: parquet, inputs: [split.bots], dataset: bots, partition_by: []}}
-          everything: {{type: parquet, inputs: [split], dataset: everything, partition_by: []}}
-        """
+def _rows_routed_into(write_pipeline: Callable[..., Path], lake: Path, inputs: dict[str, str]) -> dict[str, int]:
+    """Run the real log through `apache_combined` and a first-mode route into one Parquet dataset per `inputs`
+    entry (dataset name → input); the records each dataset holds."""
+    sinks = "\n".join(
+        f"  {name}: {{type: parquet, inputs: [{source}], dataset: {name}, partition_by: []}}" for name, source in inputs.items()
     )
-    run_pipeline(path)
-    lake = tmp_path / "lake"
-    rows = {name: pq.read_table(lake / name).num_rows for name in ("errors", "bots", "everything")}
+    routes = f'{{errors: "{ERRORS}", bots: "{BOTS}"}}'
+    run_pipeline(
+        write_pipeline(
+            "pipeline: routed\n"
+            f'sources:\n  logs: {{type: file, paths: ["{APACHE_LOG}"], batch_size: 2000}}\n'
+            f"stages:\n  parse: {{type: apache_combined}}\n  split: {{type: route, mode: first, routes: {routes}}}\n"
+            f"sinks:\n{sinks}\n"
+        )
+    )
+    return {name: pq.read_table(lake / name).num_rows for name in inputs}
+
+
+def test_route_ports_feed_sinks_in_a_real_run(write_pipeline: Callable[..., Path], tmp_path: Path) -> None:
+    rows = _rows_routed_into(write_pipeline, tmp_path / "lake", {"errors": "split.errors", "bots": "split.bots", "everything": "split"})
     assert rows == {"errors": N_ERRORS, "bots": N_BOTS - N_BOTH, "everything": len(EXPECTED)}
+
+
+def test_only_the_routes_read_are_built_and_dropped_always_is(access: pa.RecordBatch) -> None:
+    stage = _route({"errors": ERRORS, "bots": BOTS}, "first")
+    stage.read_ports(frozenset({"bots", "dropped"}))
+    output = stage.process(access)
+    assert set(output.extra) == {"bots"}, "no copy is made for the unread errors and _unmatched"
+    assert _count(output, "bots") == N_BOTS - N_BOTH, "an unread route still takes its records first"
+    failing = _route({"big": "CAST(size AS INTEGER) > 10"}, "all")
+    failing.read_ports(frozenset())
+    assert set(failing.process(SIZES).extra) == {"dropped"}
+
+
+def test_a_run_builds_only_the_routes_some_node_reads(write_pipeline: Callable[..., Path], tmp_path: Path) -> None:
+    rows = _rows_routed_into(write_pipeline, tmp_path / "lake", {"bots": "split.bots"})
+    assert rows == {"bots": N_BOTS - N_BOTH}, "the unread errors route still takes its records first"

@@ -11,7 +11,7 @@ from loglake.operators import sql
 from loglake.operators.sql import evaluate
 from loglake.operators.sql import SqlEvaluator, compile_expression
 from loglake.schemas.errors import ConfigError
-from tests.support import batch_of
+from tests.support import APACHE_LOG, batch_of, build_stage
 
 
 @pytest.mark.parametrize(
@@ -82,6 +82,34 @@ def test_missing_column_and_missing_struct_field_read_as_null() -> None:
     assert result.columns["bot"].to_pylist() == [None, None]
     assert result.columns["family"].to_pylist() == ["Chrome", None]
     assert result.columns["absent"].to_pylist() == ["none", "none"]
+
+
+@pytest.fixture(scope="module")
+def agents() -> pa.RecordBatch:
+    """The real log's user agents through the `user_agent` stage: a wide struct `ua`, null where the agent is `-`."""
+    lines = APACHE_LOG.read_text(encoding="utf-8").splitlines()
+    agents = [line.rsplit('"', 2)[-2] if line.count('"') >= 6 else None for line in lines]
+    return build_stage("{type: user_agent, field: agent, target: ua}").process(batch_of(agent=agents)).main
+
+
+def test_struct_fields_read_from_a_wide_struct_are_its_values(agents: pa.RecordBatch) -> None:
+    result = _evaluate(agents, bot="ua.is_bot", family="upper(ua.browser_family)", whole="ua IS NULL", absent="ua.nope")
+    rows = agents.column("ua").to_pylist()
+    assert None in rows and any(row and row["is_bot"] for row in rows)
+    assert result.failed == []
+    assert result.columns["bot"].to_pylist() == [None if row is None else row["is_bot"] for row in rows]
+    assert result.columns["family"].to_pylist() == [None if row is None else row["browser_family"].upper() for row in rows]
+    assert result.columns["whole"].to_pylist() == [row is None for row in rows]
+    assert result.columns["absent"].to_pylist() == [None] * len(rows)
+
+
+def test_duckdb_gets_only_the_struct_fields_read(agents: pa.RecordBatch) -> None:
+    ua = agents.column("ua")
+    narrowed = evaluate._narrowed(ua, [("is_bot",), ("OS_family",), ("device", "brand")])
+    assert [field.name for field in narrowed.type] == ["is_bot", "os_family", "device"]
+    assert narrowed.null_count == ua.null_count
+    assert narrowed.field("os_family").to_pylist() == ua.field("os_family").to_pylist()
+    assert evaluate._narrowed(ua, [(), ("is_bot",)]).type == ua.type, "a struct read as a whole keeps every field"
 
 
 def test_column_names_match_case_insensitively() -> None:

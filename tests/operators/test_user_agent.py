@@ -7,8 +7,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from loglake.operators.distinct_cache import DistinctCache
 from loglake.operators.user_agent import USER_AGENT_TYPE
-from tests.support import batch_of, build_stage
+from tests.support import APACHE_LOG, batch_of, build_stage
 
 CHROME_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/32.0.1700.77 Safari/537.36"
 FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 6.1; WOW64; rv:27.0) Gecko/20100101 Firefox/27.0"
@@ -105,6 +106,35 @@ def test_results_do_not_depend_on_the_cache(cache_size: int) -> None:
         chunk = batch_of(agent=agents[start:start + 3])
         assert stage.process(chunk).main.to_pylist() == reference.slice(start, 3).to_pylist()
     assert stage.process(batch_of(agent=agents)).main.equals(reference)
+
+
+@pytest.mark.parametrize("size", [10_000, 300, 0], ids=["all-fit", "starts-over", "no-cache"])
+def test_the_cache_computes_each_agent_once_while_it_fits(size: int) -> None:
+    lines = APACHE_LOG.read_text(encoding="utf-8").splitlines()
+    agents = pa.array([line.rsplit('"', 2)[-2] if line.count('"') >= 6 else None for line in lines])
+    distinct = len(set(agents.drop_null().to_pylist()))
+    batches = [agents.slice(start, 1000) for start in range(0, len(agents), 1000)]
+    per_batch = 3 * sum(len(set(batch.drop_null().to_pylist())) for batch in batches)
+    seen: list[str] = []
+
+    def parse(agent: str) -> tuple[Any, ...]:
+        seen.append(agent)
+        return (agent.lower(),)
+
+    cache = DistinctCache(size, pa.struct([("lower", pa.string())]))
+    for _ in range(3):  # the log three times, in batches of 1,000 lines
+        for chunk in batches:
+            found = cache.lookup(chunk, parse)
+            assert found.errors is None
+            assert found.rows.field("lower").to_pylist() == [None if a is None else a.lower() for a in chunk.to_pylist()]
+    assert len(set(seen)) == distinct > 500
+    if size == 0:  # nothing remembered: each batch computes each of its agents once
+        assert len(seen) == per_batch
+    elif size < distinct:  # more agents than fit: some are computed again after the cache starts over
+        assert distinct < len(seen) < per_batch
+    else:
+        assert len(seen) == distinct
+    assert len(cache) <= size
 
 
 def test_dictionary_encoded_agents_are_parsed() -> None:

@@ -68,6 +68,7 @@ def _refusal(pipeline: Path, request: ReplayRequest) -> str:
         (ReplayRequest("files", paths=("access.log",), since=T2, until=T1, to=AWAY), "--since applies to --from lake and --from kafka only"),
         (ReplayRequest("lake", dataset="records", since=T2, until=T1, to=AWAY), "--since (2015-05-17T13:00:00+00:00) is after --until (2015-05-17T12:00:00+00:00)"),
         (ReplayRequest("files", paths=("access.log",), where="response > 1"), "--where applies to --from lake and --from dead-letter only"),
+        (ReplayRequest("kafka", on_corrupt="skip"), "--on-corrupt applies to --from lake and --from dead-letter only"),
         (ReplayRequest("kafka", since=T1, offsets=(OffsetRange("0", 1, 2),)), "--offsets and --since/--until select the same thing two ways; give one of them"),
         (ReplayRequest("lake", dataset="recrods", to=AWAY), "--from lake: no dataset 'recrods' in the lake {dir}/lake; did you mean 'records'?"),
         (ReplayRequest("lake", dataset="records", where="response >", to=AWAY), '--where: invalid SQL expression "response >": syntax error at the end of the expression (is it incomplete?)'),
@@ -81,7 +82,7 @@ def _refusal(pipeline: Path, request: ReplayRequest) -> str:
         (ReplayRequest("lake", dataset="records", to=(("records", "records"),)), "sink 'records' would write into {dir}/lake/records, the dataset this replay reads; send it elsewhere with --to records=DATASET"),
     ],
     ids=[
-        "glob-matches-nothing", "since-with-files", "since-after-until", "where-with-files", "offsets-and-times", "unknown-dataset",
+        "glob-matches-nothing", "since-with-files", "since-after-until", "where-with-files", "on-corrupt-with-kafka", "offsets-and-times", "unknown-dataset",
         "where-syntax", "where-unknown-column", "where-unknown-function", "where-bad-constant", "kafka-without-kafka-source",
         "unknown-source", "unknown-sink", "bad-dataset-name", "writes-what-it-reads",
     ],

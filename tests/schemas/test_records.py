@@ -15,6 +15,7 @@ from loglake.schemas.records import (
     fill_missing_timestamps,
     normalize_level,
 )
+from tests.support import APACHE_LOG
 
 
 @pytest.mark.parametrize(
@@ -42,6 +43,20 @@ def test_conform_parses_iso_timestamps_to_utc_microseconds() -> None:
     assert out.column(TIMESTAMP_RAW_COLUMN).to_pylist() == [None, None, None, "yesterday", None, None]
     assert out.column("level").to_pylist() == ["warn", "info", "error", "x", None, "notice"]
     assert conform_core_columns(out) is out or conform_core_columns(out).equals(out)
+
+
+def test_conform_reads_the_real_access_log_times_whichever_form_comes_first() -> None:
+    stamps = [line.split("[", 1)[1].split("]", 1)[0] for line in APACHE_LOG.read_text(encoding="utf-8").splitlines()]
+    expected = [datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").astimezone(timezone.utc) for stamp in stamps]
+    iso, iso_time = "2015-05-17T10:05:03Z", datetime(2015, 5, 17, 10, 5, 3, tzinfo=timezone.utc)
+    for column, times in (
+        ([None, *stamps], [None, *expected]),
+        ([iso, *stamps], [iso_time, *expected]),  # the first value casts as ISO 8601, the rest do not
+        ([*stamps, iso], [*expected, iso_time]),  # the first value does not: no cast of the whole column is tried
+    ):
+        out = conform_core_columns(pa.RecordBatch.from_pydict({"timestamp": column}))
+        assert out.column("timestamp").to_pylist() == times
+        assert TIMESTAMP_RAW_COLUMN not in out.schema.names
 
 
 def test_epoch_typed_timestamps_keep_their_instant() -> None:
