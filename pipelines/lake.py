@@ -112,6 +112,19 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+def _connect(database: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that caches Parquet footers between queries.
+
+    DuckDB checks each cached file's modification time (and compaction writes new names), so the cache never
+    serves a rewritten file's old footer; a warm query over a 169-file, 10M-row dataset drops from ~126 to
+    ~38 ms (benchmarks/nginx_queries.py). Nothing is downloaded: a build without the cache simply goes without.
+    """
+    try:
+        return duckdb.connect(database, config={"autoinstall_known_extensions": False, "parquet_metadata_cache": True})
+    except duckdb.Error:
+        return duckdb.connect(database, config={"autoinstall_known_extensions": False})
+
+
 class LakeConnection:
     """DuckDB over the lake, for queries that keep working while the lake changes under them.
 
@@ -131,7 +144,7 @@ class LakeConnection:
     """
 
     def __init__(self, datasets: dict[str, Path], on_corrupt: OnCorrupt = "fail", retries: int = 3, database: str = ":memory:") -> None:
-        self.connection = duckdb.connect(database)
+        self.connection = _connect(database)
         self.on_corrupt = on_corrupt
         self.retries = retries
         self.skipped: dict[Path, str] = {}

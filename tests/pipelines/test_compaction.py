@@ -320,3 +320,20 @@ def test_a_snapshotting_writer_marks_final_only_what_no_resume_can_delete(tmp_pa
     plain.write(rows)
     plain.close()
     assert set(unfinal_sequences(lake, "access")) == {first["writer"]}
+
+
+def test_a_lake_connection_caching_footers_sees_compacted_and_rewritten_files(tmp_path: Path) -> None:
+    from loglake.pipelines.lake import open_lake
+
+    lake = tmp_path / "lake"
+    dataset = write_small_files(lake, parsed_access_log().slice(0, 2000), per_file=100)
+    con = open_lake(lake=lake)
+    count = "SELECT count(*), count(DISTINCT request) FROM access"
+    before = con.execute(count).fetchall()
+    compact_dataset(dataset, (lake, "access"), NOW)
+    assert con.execute(count).fetchall() == before
+    victim = parquet_files(dataset)[0]
+    rows = pq.read_table(victim)
+    time.sleep(0.01)
+    pq.write_table(rows.slice(0, 1), victim)  # same name, fewer rows, newer modification time
+    assert con.execute(count).fetchall()[0][0] == before[0][0] - rows.num_rows + 1
