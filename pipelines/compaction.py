@@ -126,7 +126,7 @@ def _plan(
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix == ".parquet")
     stats = {path: path.stat() for path in files}
     if max(stat.st_mtime for stat in stats.values()) > cutoff:
-        return None, "written to recently (see min_age)"
+        return None, "written to less than min_age ago"
     small = [path for path in files if stats[path].st_size < options.target_size // 2 and _is_final(path, floors)]
     groups: list[list[Path]] = []
     size = options.target_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from loglake.pipelines.compaction import compact_dataset
@@ -61,9 +62,17 @@ def _cmd_compact(args: argparse.Namespace) -> int:
         f"{result.files_out:,} in {result.partitions:,} partition(s)"
         + ("" if args.dry_run else f" ({result.bytes_out / 1e6:,.1f} MB, {result.rows:,} records)")
     )
-    for relative, reason in result.skipped:
-        print(f"  left {relative.as_posix()}: {reason}")
+    for reason, partitions in _by_reason(result.skipped).items():
+        shown = ", ".join(p.as_posix() for p in partitions[:3]) + (f" and {len(partitions) - 3} more" if len(partitions) > 3 else "")
+        print(f"  left {len(partitions)} partition(s) as they were, {reason}: {shown}")
     return 0
+
+
+def _by_reason(skipped: list[tuple[Path, str]]) -> dict[str, list[Path]]:
+    grouped: dict[str, list[Path]] = {}
+    for relative, reason in skipped:
+        grouped.setdefault(reason, []).append(relative)
+    return grouped
 
 
 def _cmd_retention(args: argparse.Namespace) -> int:

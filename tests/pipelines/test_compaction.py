@@ -91,7 +91,7 @@ def test_recent_partitions_and_large_files_are_left_alone(tmp_path: Path) -> Non
     before = parquet_files(dataset)
     result = compact_dataset(dataset, (tmp_path / "lake", "access"), CompactionOptions(min_age=timedelta(hours=1)))
     assert parquet_files(dataset) == before and result.files_in == 0
-    assert {reason for _, reason in result.skipped} == {"written to recently (see min_age)"}
+    assert {reason for _, reason in result.skipped} == {"written to less than min_age ago"}
     tiny_target = CompactionOptions(min_age=timedelta(0), target_size=64)
     assert compact_dataset(dataset, (tmp_path / "lake", "access"), tiny_target).files_in == 0
 
@@ -206,6 +206,9 @@ def test_cli_compacts_with_a_dry_run_first(tmp_path: Path, capsys: pytest.Captur
     mergeable, merged_rows = sum(n for n in counts if n > 1), sum(
         pq.ParquetFile(p).metadata.num_rows for p in before if files_in(before, p.parent) > 1
     )
+    assert main(["compact", "access", "--lake", str(tmp_path / "lake"), "--dry-run"]) == 0
+    leaves = len(leaf_partitions(dataset))
+    assert f"left {leaves} partition(s) as they were, written to less than min_age ago: date=2015-05-17/hour=10, " in capsys.readouterr().out
     assert main(["compact", "access", "--lake", str(tmp_path / "lake"), "--min-age", "0s", "--dry-run"]) == 0
     assert f"would merge {mergeable} file(s)" in capsys.readouterr().out and parquet_files(dataset) == before
     assert main(["compact", "access", "--lake", str(tmp_path / "lake"), "--min-age", "0s"]) == 0
