@@ -1,0 +1,82 @@
+"""Running one measured child process, and reading what `loglake run` prints about its run.
+
+Every measured run is its own process: the wall time includes start-up (imports, connecting, assigning
+partitions) and teardown, and the peak RSS is the child's own as `wait4` reports it. On Linux that figure
+starts from the launcher's peak at fork, so the launcher imports nothing heavy (no pyarrow, DuckDB,
+confluent-kafka) and records its own peak next to the results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Run", "BENCHMARKS", "run_child", "loglake_summary"]
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Run:
+    """One measured child: wall seconds, peak RSS in MiB, its output, and what was read off that output."""
+
+    wall_s: float
+    rss_mib: int
+    output: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def run_child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Run:
+    """Run `argv` from benchmarks/ (so `-m nginx.…` resolves), its stdout and stderr into `log`; stop on failure."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w+b") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=BENCHMARKS, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(argv)} failed (log: {log}):\n{text[-4000:]}")
+    return Run(elapsed, usage.ru_maxrss // 1024, text)
+
+
+_HEADLINE = re.compile(r"finished in ([0-9.]+) s: ([0-9,]+) records read")
+_NUMBER = re.compile(r"^[0-9][0-9,]*$")
+
+
+def loglake_summary(text: str) -> dict[str, Any]:
+    """From `loglake run`'s summary table: the dataflow's seconds, and per node its type, counts and busy seconds.
+
+    The table's columns are `node type in out dropped filtered files busy s`, with empty cells left out, so
+    cells are read by position only where that is unambiguous: the busy seconds last, `late` after its count.
+    """
+    found = _HEADLINE.search(text)
+    nodes: dict[str, dict[str, Any]] = {}
+    in_table = False
+    for line in text.splitlines():
+        if line.startswith("node ") and line.rstrip().endswith("busy s"):
+            in_table = True
+            continue
+        if in_table and (not line.strip() or line.startswith(("dataset ", "query it"))):
+            in_table = False
+        if not in_table:
+            continue
+        cells = line.split()
+        if len(cells) < 3 or not re.fullmatch(r"[0-9.]+", cells[-1]):
+            continue
+        numbers = [int(cell.replace(",", "")) for cell in cells[2:-1] if _NUMBER.match(cell)]
+        node: dict[str, Any] = {"type": cells[1], "busy_s": float(cells[-1]), "counts": numbers}
+        if "late" in cells:
+            node["late"] = int(cells[cells.index("late") - 1].replace(",", ""))
+        nodes[cells[0]] = node
+    return {
+        "dataflow_s": float(found.group(1)) if found else None,
+        "records_read": int(found.group(2).replace(",", "")) if found else None,
+        "nodes": nodes,
+    }
