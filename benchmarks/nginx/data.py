@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import re
 from collections.abc import Iterator
@@ -53,7 +54,7 @@ def make_input(lines: int, distinct: bool = False, span_s: int = 3600, seed: int
         return target, facts
     WORK.mkdir(parents=True, exist_ok=True)
     counts = {"out_of_order": 0, "unparsable": 0}
-    partial = target.with_suffix(".tmp")
+    partial = target.with_suffix(f".{os.getpid()}.tmp")  # two invocations at once each write their own, then rename
     with partial.open("w", encoding="utf-8") as out:
         out.writelines(_lines(lines, distinct, span_s, random.Random(seed), counts))
     partial.rename(target)
