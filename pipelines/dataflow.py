@@ -159,11 +159,33 @@ class _SnapshottingPartitionAdapter(_WriterAdapter, StatefulSinkPartition[pa.Rec
             return self._snapshotting.snapshot()
 
 
+class _LocalWriters:
+    """Which writer partition of a sink each worker thread of this process built.
+
+    Bytewax builds a writer on the worker that is its primary, on that worker's thread, and a stateless step
+    runs on the worker holding the item; so a batch keyed to the writer built on the current thread is
+    written by the worker that made it, never pickled to another process.
+    """
+
+    def __init__(self) -> None:
+        self._by_thread: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def built(self, part: str) -> None:
+        """Note that the current thread built writer `part` (its first, when it builds several)."""
+        with self._lock:
+            self._by_thread.setdefault(threading.get_ident(), part)
+
+    def here(self) -> str | None:
+        """The writer built on the current thread, or None (none yet, or none on this worker)."""
+        return self._by_thread.get(threading.get_ident())
+
+
 class _PartitionedSinkAdapter(FixedPartitionedSink[pa.RecordBatch, Any]):
     """One writer per sink partition `0 … count-1`; items arrive keyed by the partition's number."""
 
-    def __init__(self, sink: PartitionedSink, count: int, control: RunControl, counters: NodeCounters) -> None:
-        self._sink, self._count, self._control, self._counters = sink, count, control, counters
+    def __init__(self, sink: PartitionedSink, count: int, control: RunControl, counters: NodeCounters, local: _LocalWriters) -> None:
+        self._sink, self._count, self._control, self._counters, self._local = sink, count, control, counters, local
 
     def list_parts(self) -> list[str]:
         return [str(index) for index in range(self._count)]
@@ -175,15 +197,24 @@ class _PartitionedSinkAdapter(FixedPartitionedSink[pa.RecordBatch, Any]):
         writer = self._sink.open_partition(
             for_part, resume_state, roll_back_unsnapshotted=self._control.resuming_store, keeps_snapshots=self._control.recovery
         )
+        self._local.built(for_part)
         return _SnapshottingPartitionAdapter(writer, self._control, self._counters)
 
 
-def _keyed_for_sink_partitions(count: int) -> Any:
-    """Key batches by sink partition: a source partition's records always reach the same writer; ticks reach all."""
+def _keyed_for_sink_partitions(count: int, local: _LocalWriters) -> Any:
+    """Key batches by sink partition: to the writer on the worker that made the batch; ticks reach all.
+
+    Until this worker has built its writer (the first batches of a run may come sooner), a batch goes to
+    the writer its source partition hashes to. Which writer holds a record does not matter for recovery:
+    a resumed run rolls every writer back to the snapshot and re-reads everything after it.
+    """
 
     def key(batch: pa.RecordBatch) -> list[tuple[str, pa.RecordBatch]]:
         if batch.num_rows == 0:
             return [(str(index), batch) for index in range(count)]
+        here = local.here()
+        if here is not None:
+            return [(here, batch)]
         tag = partition_of(batch) or ""
         return [(str(zlib.adler32(tag.encode()) % count), batch)]
 
@@ -254,8 +285,9 @@ def build_dataflow(compiled: CompiledPipeline, control: RunControl, sink_partiti
         upstream = inputs[0] if len(inputs) == 1 else op.merge(_step(node.name, "in"), *inputs)
         if node.kind == "sink":
             if isinstance(instance, PartitionedSink):
-                keyed = op.flat_map(_step(node.name, "keyed"), upstream, _keyed_for_sink_partitions(sink_partitions))
-                op.output(node.name, keyed, _PartitionedSinkAdapter(instance, sink_partitions, control, counters))
+                local = _LocalWriters()
+                keyed = op.flat_map(_step(node.name, "keyed"), upstream, _keyed_for_sink_partitions(sink_partitions, local))
+                op.output(node.name, keyed, _PartitionedSinkAdapter(instance, sink_partitions, control, counters, local))
             else:
                 op.output(node.name, upstream, _SinkAdapter(instance, control, counters))
             continue

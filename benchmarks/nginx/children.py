@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Run", "BENCHMARKS", "run_child", "loglake_summary"]
+__all__ = ["Run", "BENCHMARKS", "run_child", "run_children", "loglake_summary", "merge_summaries"]
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 
@@ -44,6 +44,41 @@ def run_child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> 
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv)} failed (log: {log}):\n{text[-4000:]}")
     return Run(elapsed, usage.ru_maxrss // 1024, text)
+
+
+def run_children(argvs: list[list[str]], logs: list[Path], env: dict[str, str] | None = None) -> Run:
+    """Run several processes at once (a cluster); wall time until the last exits, RSS the sum of their peaks.
+
+    The processes run side by side for the whole run, so the sum of their peaks bounds what they held at
+    once; the outputs are joined in process order, each after a `=== <log>` line.
+    """
+    started = time.perf_counter()
+    files = []
+    processes = []
+    for argv, log in zip(argvs, logs):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        files.append(log.open("w+b"))
+        processes.append(subprocess.Popen(argv, stdout=files[-1], stderr=subprocess.STDOUT, cwd=BENCHMARKS, env={**os.environ, **(env or {})}))
+    failed: list[str] = []
+    peak_kib = 0
+    texts = []
+    try:
+        for argv, process, out, log in zip(argvs, processes, files, logs):
+            _, status, usage = os.wait4(process.pid, 0)
+            peak_kib += usage.ru_maxrss
+            out.seek(0)
+            texts.append(f"=== {log}\n" + out.read().decode("utf-8", "replace"))
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed.append(f"{' '.join(argv)} failed (log: {log}):\n{texts[-1][-4000:]}")
+                for other in processes:
+                    if other.poll() is None:
+                        other.kill()
+    finally:
+        for out in files:
+            out.close()
+    if failed:
+        raise SystemExit("\n".join(failed))
+    return Run(time.perf_counter() - started, peak_kib // 1024, "\n".join(texts))
 
 
 _HEADLINE = re.compile(r"finished in ([0-9.]+) s: ([0-9,]+) records read")
@@ -79,4 +114,23 @@ def loglake_summary(text: str) -> dict[str, Any]:
         "dataflow_s": float(found.group(1)) if found else None,
         "records_read": int(found.group(2).replace(",", "")) if found else None,
         "nodes": nodes,
+    }
+
+
+def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summaries of a cluster's processes as one: the longest dataflow, records, busy seconds and late summed."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for summary in summaries:
+        for name, node in summary["nodes"].items():
+            merged = nodes.setdefault(name, {"type": node["type"], "busy_s": 0.0, "counts": []})
+            merged["busy_s"] = round(merged["busy_s"] + node["busy_s"], 2)
+            if "late" in node:
+                merged["late"] = merged.get("late", 0) + node["late"]
+    durations = [summary["dataflow_s"] for summary in summaries if summary["dataflow_s"] is not None]
+    records = [summary["records_read"] for summary in summaries if summary["records_read"] is not None]
+    return {
+        "dataflow_s": max(durations) if durations else None,
+        "records_read": sum(records) if records else None,
+        "nodes": nodes,
+        "processes": len(summaries),
     }

@@ -82,6 +82,9 @@ class WindowStage:
         self.state = self.new_state()
         """The state `process` and `flush` use; replace it with `new_state(partitions)` to wait for known partitions."""
         self._lock = threading.Lock()
+        self._reads = (*(() if self._processing else (config.time_field,)), *config.group_by, *(field for _, field in self.plan.inputs))
+        self._late_read = True
+        """Whether some node reads `late` (whose records keep every field); until told, assume so."""
 
     # -- the FlushingStage protocol, on one state -------------------------------------------------------------
 
@@ -97,6 +100,10 @@ class WindowStage:
         end of partition `ended` as its end allows (every window once no partition is live)."""
         with self._lock:
             return self.on_flush(self.state, ended, _now())
+
+    def read_ports(self, ports: frozenset[str]) -> None:
+        """Told which extra outputs some node reads: when nobody reads `late`, `route` ships only the read columns."""
+        self._late_read = "late" in ports
 
     # -- fields (checked before the run) ---------------------------------------------------------------------
 
@@ -133,12 +140,15 @@ class WindowStage:
     def route(self, batch: pa.RecordBatch, buckets: int) -> list[pa.RecordBatch]:
         """`batch` split into `buckets` batches by a stable hash of the group key (the same in every process).
 
-        Records keep their order; every part keeps the schema and partition tag, empty parts included.
+        Records keep their order; every part keeps the partition tag, empty parts included. The parts may go
+        to other processes, so when no node reads `late` they carry only the columns the window reads (see
+        `_shipped`); otherwise every column.
         """
         if buckets < 1:
             raise ValueError(f"buckets must be at least 1, got {buckets}")
         if buckets == 1 or batch.num_rows == 0:
             return [batch] + [batch.slice(0, 0)] * (buckets - 1)
+        batch = batch if self._late_read else self._shipped(batch)
         columns = [read_path(batch, name) for name in self.config.group_by]
         groups = group_ids([None if c is None or is_nested(c.type) else c for c in columns], batch.num_rows)
         bucket = (key_hashes(groups) % np.uint64(buckets)).astype(np.int64)
@@ -146,6 +156,19 @@ class WindowStage:
         ordered = batch.take(pa.array(order, pa.int64()))
         bounds = np.concatenate(([0], np.cumsum(np.bincount(bucket, minlength=buckets)))).tolist()
         return [ordered.slice(begin, end - begin) for begin, end in zip(bounds[:-1], bounds[1:])]
+
+    def _shipped(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The columns the window reads (time, groups, aggregate fields), or the whole batch when a record of it
+        will fail here (no usable time, a nested group): its dead letter keeps every field."""
+        if not self._processing:
+            _, valid, _ = event_times(read_path(batch, self.config.time_field), batch.num_rows, self.config.time_field)
+            if not valid.all():
+                return batch
+        if any((column := read_path(batch, name)) is not None and is_nested(column.type) for name in self.config.group_by):
+            return batch
+        names = batch.schema.names
+        keep = [index for index, name in enumerate(names) if any(read == name or read.startswith(name + ".") for read in self._reads)]
+        return batch.select(keep)
 
     def progress(self, batch: pa.RecordBatch, now: datetime | None = None) -> datetime | None:
         """The newest event time in `batch` that may advance the watermark (at most `now + max_future`).

@@ -86,9 +86,11 @@ def _run_single(access: pa.RecordBatch) -> tuple[WindowStage, list[StageOutput]]
     return stage, outputs
 
 
-def _run_buckets(access: pa.RecordBatch, buckets: int) -> tuple[WindowStage, list[StageOutput]]:
-    """Through the engine hooks: progress on the whole batch, route, one state per bucket."""
+def _run_buckets(access: pa.RecordBatch, buckets: int, read_ports: frozenset[str] | None = None) -> tuple[WindowStage, list[StageOutput]]:
+    """Through the engine hooks: progress on the whole batch, route, one state per bucket (`read_ports` told first)."""
     stage: WindowStage = build_stage(SNIPPET, name="daily")
+    if read_ports is not None:
+        stage.read_ports(read_ports)
     states = [stage.new_state(["a", "b"], NOW) for _ in range(buckets)]
     outputs = []
     for batch in _feeds(access):
@@ -174,9 +176,10 @@ def test_interleaved_partitions_match_duckdb_with_no_late_record(access: pa.Reco
     _check_against_duckdb(access, _windows(outputs))
 
 
-def test_bucket_states_match_duckdb_and_the_single_state(access: pa.RecordBatch) -> None:
+@pytest.mark.parametrize("read_ports", [None, frozenset({"late"}), frozenset()], ids=["untold", "late-read", "only-read-columns-shipped"])
+def test_bucket_states_match_duckdb_and_the_single_state(access: pa.RecordBatch, read_ports: frozenset[str] | None) -> None:
     _, single = _run_single(access)
-    stage, spread = _run_buckets(access, 3)
+    stage, spread = _run_buckets(access, 3, read_ports)
     assert stage.ctx.counters["late"] == 0
     rows = sorted(_windows(spread), key=lambda row: (row["w"], row["response"]))
     _check_against_duckdb(access, rows)

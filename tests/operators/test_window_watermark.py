@@ -169,6 +169,26 @@ def test_route_splits_by_group_stably_and_keeps_schema_and_tag() -> None:
     assert [p.num_rows for p in empty] == [0, 0, 0] and all(partition_of(p) == "p-3" for p in empty)
 
 
+def test_route_ships_only_the_columns_the_window_reads_when_no_node_reads_late() -> None:
+    stage = build_stage("{type: window, tumbling: 1m, group_by: [ua.family], aggregate: {n: count(), s: sum(size), c: count_distinct(geo.city)}}")
+    ua = [{"family": f"b{i % 3}", "os": "x"} for i in range(6)]
+    geo = [{"city": f"c{i % 2}", "country": "y"} for i in range(6)]
+    batch = tag_partition(batch_of(ua=ua, geo=geo, size=list(range(6)), message=["m"] * 6, timestamp=[_minute(0)] * 6), "p-1")
+    assert all(p.schema == batch.schema for p in stage.route(batch, 2))  # not told which ports are read: every column
+    stage.read_ports(frozenset({"late"}))
+    assert all(p.schema == batch.schema for p in stage.route(batch, 2))  # late records keep every field
+    stage.read_ports(frozenset({"dropped"}))
+    parts = stage.route(batch, 2)
+    assert [p.schema.names for p in parts] == [["ua", "geo", "size", "timestamp"]] * 2
+    assert all(partition_of(p) == "p-1" for p in parts) and sum(p.num_rows for p in parts) == 6
+    assert stage.route(batch, 1) == [batch]  # one bucket: nothing is shipped, nothing is cut
+    untimed = tag_partition(batch_of(ua=ua[:2], geo=geo[:2], size=[1, 2], message=["m", "n"], timestamp=[_minute(0), None]), "p-1")
+    assert all(p.schema == untimed.schema for p in stage.route(untimed, 2))  # its dead letter keeps every field
+    failed = [stage.apply(stage.new_state(["p-1"], NOW), part, "p-1", stage.progress(untimed, NOW), NOW) for part in stage.route(untimed, 2)]
+    letters = [row for out in failed for rows in out.extra.values() for row in rows.to_pylist()]
+    assert [(row["message"], row["size"]) for row in letters] == [("n", 2)]
+
+
 def test_route_hashes_are_the_same_in_every_process() -> None:
     stage = build_stage("{type: window, tumbling: 1m, group_by: [host], aggregate: {n: count()}}")
     parts = stage.route(batch_of(host=["alpha", "beta", "gamma", "delta"]), 2)
