@@ -10,7 +10,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +24,9 @@ from loglake.pipelines.replay_cli import add_replay_command
 from loglake.schemas.errors import LoglakeError, SpecError, UsageError
 from loglake.schemas.units import parse_duration
 
+if TYPE_CHECKING:
+    from loglake.pipelines.runner import RunResult
+
 __all__ = ["main", "build_parser"]
 
 EXIT_RUNTIME = 1
@@ -34,9 +37,15 @@ stderr = Console(stderr=True, soft_wrap=True)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from loglake.pipelines.local_cluster import write_result
     from loglake.pipelines.runner import RunOptions, run_pipeline
-    from loglake.pipelines.summary import summary_headline, summary_table
 
+    if args.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    if args.processes > 1:
+        result = _run_local_cluster(args)
+        _print_run(args, result)
+        return 0
     options = RunOptions(
         workers=args.workers,
         follow=True if args.follow else None,
@@ -50,6 +59,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if options.addresses and not 0 <= options.process_id < len(options.addresses):
         raise UsageError(f"--process-id {options.process_id} is not an index into --addresses ({len(options.addresses)} given)")
     result = run_pipeline(args.pipeline, options)
+    if args.result_json is not None:  # one process of `--processes`: the launcher prints the summary
+        write_result(result, args.result_json)
+        return 0
+    _print_run(args, result)
+    return 0
+
+
+def _run_local_cluster(args: argparse.Namespace) -> RunResult:
+    """`--processes N`: the pipeline checked once here, then run by N local processes (pipelines/local_cluster.py)."""
+    from loglake.pipelines.compile import load_and_compile
+    from loglake.pipelines.local_cluster import run_local_cluster
+
+    if args.addresses:
+        raise UsageError("--processes starts its own cluster on this machine; leave out --addresses (or start each process yourself with -i/-a)")
+    load_and_compile(args.pipeline, follow=True if args.follow else None)  # configuration errors once, before any process starts
+    run_flags = ["-w", str(args.workers), *(["--follow"] if args.follow else []), *(["--reset"] if args.reset else [])]
+    if args.recovery_dir is not None:
+        run_flags += ["--recovery-dir", str(args.recovery_dir), "--snapshot-interval", f"{args.snapshot_interval.total_seconds():g}s"]
+    global_flags = ["-v"] * args.verbose + (["--debug"] if args.debug else [])
+    return run_local_cluster(args.pipeline, args.processes, run_flags, global_flags, args.metrics_port)
+
+
+def _print_run(args: argparse.Namespace, result: RunResult) -> None:
+    """The end-of-run summary, the datasets written and how to query them."""
+    from loglake.pipelines.summary import summary_headline, summary_table
+
     stdout.print(summary_headline(result), highlight=False)
     stdout.print(summary_table(result))
     for name, folder in result.datasets.items():
@@ -57,7 +92,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.datasets:
         example = next(iter(result.datasets))
         stdout.print(f'query it: loglake query -p {args.pipeline} "SELECT count(*) FROM {example}"', highlight=False, markup=False)
-    return 0
 
 
 def _address_list(text: str) -> list[str]:
@@ -185,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline (bounded input ends by itself; --follow keeps tailing)")
     run.add_argument("pipeline", help="pipeline YAML file")
-    run.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    run.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process (default 1); threads share one core for the stages that hold Python's GIL")
+    run.add_argument("--processes", type=int, default=1, help="run as this many local processes, one core each (default 1); they share the sources' partitions")
     run.add_argument("--follow", action="store_true", help="keep tailing file sources at their end (Ctrl-C to stop cleanly)")
     run.add_argument("--reset", action="store_true", help="ignore the saved checkpoint and recovery snapshots; read sources from their configured start")
     cluster = run.add_argument_group("cluster (several processes share the sources' partitions)")
@@ -194,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     recovery = run.add_argument_group("crash recovery (exactly-once into the lake)")
     recovery.add_argument("--recovery-dir", type=Path, default=None, help="keep snapshots here and resume from the last one after a crash")
     recovery.add_argument("--snapshot-interval", type=_duration, default=timedelta(seconds=10), help="how often to snapshot positions, state and sink commits (default 10s)")
-    run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics while running")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port at /metrics while running (process K of --processes: port + K)")
+    run.add_argument("--result-json", type=Path, default=None, help=argparse.SUPPRESS)  # a --processes member reports to its launcher
     run.set_defaults(handler=_cmd_run)
 
     validate = commands.add_parser("validate", help="check pipeline files without running them (exit 2 on problems)")

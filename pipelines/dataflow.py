@@ -39,6 +39,9 @@ class RunControl:
         """Whether the snapshot store existed before this run (so a sink partition without a snapshot crashed early)."""
         self._writers: list[SinkWriter] = []
         self._lock = threading.Lock()
+        self.close_errors: list[BaseException] = []
+        """Errors of closing writers, kept for the runner to raise: raised inside Bytewax's teardown after another
+        failure, they would abort the whole process without a word."""
 
     def track_writer(self, writer: SinkWriter) -> None:
         with self._lock:
@@ -128,9 +131,13 @@ class _WriterAdapter:
                 self._writer.write(batch)
 
     def close(self) -> None:
-        with self._counters.timing():
-            self._writer.close()
-        self._control.untrack_writer(self._writer)
+        try:
+            with self._counters.timing():
+                self._writer.close()
+        except Exception as exc:  # noqa: BLE001 - kept for the runner (see RunControl.close_errors)
+            self._control.close_errors.append(exc)
+        finally:
+            self._control.untrack_writer(self._writer)
 
 
 class _SinkPartitionAdapter(_WriterAdapter, StatelessSinkPartition[pa.RecordBatch]):

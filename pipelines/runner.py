@@ -83,6 +83,8 @@ class RunResult:
     stopped_early: bool = False
     resumed: bool = False
     datasets: dict[str, Path] = field(default_factory=dict)
+    processes: int = 1
+    """How many processes ran it (their counts summed: `--processes`)."""
 
     @property
     def records_read(self) -> int:
@@ -133,7 +135,12 @@ def run_compiled(compiled: CompiledPipeline, options: RunOptions = RunOptions())
             )
         except BaseException as exc:
             control.abort_writers()
+            for later in control.close_errors:
+                log.warning("also, a writer failed to close: %s: %s", type(later).__name__, later)
             raise _user_facing(exc) from None
+        if control.close_errors:  # a writer could not finish its files: nothing may count as written
+            control.abort_writers()
+            raise _user_facing(control.close_errors[0])
     elapsed = time.perf_counter() - started
     if options.checkpoint:
         if options.processes > 1:

@@ -44,7 +44,8 @@ def summary_headline(result: RunResult) -> str:
     """`pipeline app-json finished in 1.2 s: 10,000 records read (8,300/s)`."""
     verb = "stopped" if result.stopped_early else "finished"
     resumed = " (resumed from checkpoint)" if result.resumed else ""
+    processes = f" on {result.processes} processes" if result.processes > 1 else ""
     return (
-        f"pipeline {result.pipeline} {verb} in {result.elapsed:.2f} s{resumed}: "
+        f"pipeline {result.pipeline} {verb} in {result.elapsed:.2f} s{processes}{resumed}: "
         f"{result.records_read:,} records read ({result.rate:,.0f}/s)"
     )
