@@ -14,7 +14,6 @@ started by hand with `-i/-a`; `--recovery-dir` keeps one snapshot file per proce
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from loglake.pipelines.broker import free_port
-from loglake.pipelines.runner import NodeReport, RunResult
+from loglake.pipelines.runner import NodeReport, RunResult, on_stop_signals
 from loglake.schemas.errors import TerminalError
 
 __all__ = ["run_local_cluster", "process_command", "write_result", "read_result", "merge_results"]
@@ -79,12 +78,8 @@ def _passing_signals_on(children: list[subprocess.Popen[bytes]]) -> Iterator[Non
             if child.poll() is None:
                 child.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(pass_on):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _wait_for_all(children: list[subprocess.Popen[bytes]]) -> tuple[int, int] | None:

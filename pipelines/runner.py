@@ -7,11 +7,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bytewax.recovery import RecoveryConfig
@@ -26,7 +27,7 @@ from loglake.pipelines.recovery import prepare_recovery_dir
 from loglake.schemas.errors import LoglakeError, TerminalError
 from loglake.schemas.stage import FlushingStage
 
-__all__ = ["RunOptions", "NodeReport", "RunResult", "run_pipeline", "run_compiled"]
+__all__ = ["RunOptions", "NodeReport", "RunResult", "run_pipeline", "run_compiled", "on_stop_signals"]
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +247,19 @@ def _graceful_stop(stop: threading.Event) -> Iterator[None]:
         log.warning("stopping: draining in-flight records and committing files (signal again to abort)")
         stop.set()
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with on_stop_signals(request_stop):
+        yield
+
+
+@contextmanager
+def on_stop_signals(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """`handler` answers SIGINT and SIGTERM inside the block; the previous handlers come back after it."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
 
 
 def _user_facing(exc: BaseException) -> BaseException:

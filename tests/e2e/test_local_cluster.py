@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.e2e.conftest import Runner
+from tests.e2e.conftest import Runner, loglake_command
 from tests.support import APACHE_LOG
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +92,19 @@ def test_a_failing_process_fails_the_run_and_says_which(tmp_path: Path, two_logs
 def test_processes_and_addresses_contradict(tmp_path: Path, two_logs: Path, loglake: Runner) -> None:
     done = loglake("run", _pipeline(tmp_path, two_logs, "lake"), "--processes", "2", "-a", "127.0.0.1:5000", check=False)
     assert done.returncode != 0 and "leave out --addresses" in done.stderr
+
+
+def test_ctrl_c_reaches_every_process_once_and_they_stop_cleanly(tmp_path: Path, two_logs: Path) -> None:
+    lake = tmp_path / "following"
+    launcher = subprocess.Popen(
+        loglake_command("run", _pipeline(tmp_path, two_logs, "following"), "--processes", "2", "--follow"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+    time.sleep(10)  # started and tailing: 10k lines take well under a second once running
+    launcher.send_signal(signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=90)
+
+    assert launcher.returncode == 0, stderr
+    assert "stopped in" in stdout and "on 2 processes" in stdout
+    written = int(re.search(r"^records\s+parquet\s+([0-9,]+)", stdout, re.MULTILINE).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert written > 0 and len(_rows(lake, "records", "clientip, timestamp, request")) == written
