@@ -43,7 +43,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise UsageError(f"--processes must be at least 1, got {args.processes}")
     if args.processes > 1:
-        result = _run_local_cluster(args)
+        from loglake.pipelines.local_cluster import ClusterFailed
+
+        try:
+            result = _run_local_cluster(args)
+        except ClusterFailed as exc:
+            if exc.exit_status == EXIT_SPEC:  # process 0 has reported the configuration's problems
+                return EXIT_SPEC
+            raise
         _print_run(args, result)
         return 0
     options = RunOptions(
@@ -67,13 +74,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_local_cluster(args: argparse.Namespace) -> RunResult:
-    """`--processes N`: the pipeline checked once here, then run by N local processes (pipelines/local_cluster.py)."""
-    from loglake.pipelines.compile import load_and_compile
+    """`--processes N`: the pipeline run by N local processes (pipelines/local_cluster.py)."""
     from loglake.pipelines.local_cluster import run_local_cluster
 
     if args.addresses:
         raise UsageError("--processes starts its own cluster on this machine; leave out --addresses (or start each process yourself with -i/-a)")
-    load_and_compile(args.pipeline, follow=True if args.follow else None)  # configuration errors once, before any process starts
     run_flags = ["-w", str(args.workers), *(["--follow"] if args.follow else []), *(["--reset"] if args.reset else [])]
     if args.recovery_dir is not None:
         run_flags += ["--recovery-dir", str(args.recovery_dir), "--snapshot-interval", f"{args.snapshot_interval.total_seconds():g}s"]
@@ -274,6 +279,10 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _cluster_member_after_the_first(args: argparse.Namespace) -> bool:
+    return getattr(args, "result_json", None) is not None and getattr(args, "process_id", 0) > 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 on success, 2 for spec problems, 1 for runtime failures."""
     args = build_parser().parse_args(argv)
@@ -284,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         if args.debug:
             raise
-        stderr.print(exc.render(), highlight=False, markup=False)
+        if not _cluster_member_after_the_first(args):  # process 0 of `--processes` reports them for all
+            stderr.print(exc.render(), highlight=False, markup=False)
         return EXIT_SPEC
     except LoglakeError as exc:
         if args.debug:

@@ -29,11 +29,19 @@ from loglake.pipelines.broker import free_port
 from loglake.pipelines.runner import NodeReport, RunResult, on_stop_signals
 from loglake.schemas.errors import TerminalError
 
-__all__ = ["run_local_cluster", "process_command", "write_result", "read_result", "merge_results"]
+__all__ = ["ClusterFailed", "run_local_cluster", "process_command", "write_result", "read_result", "merge_results"]
 
 _STOP_GRACE_S = 30.0
 """How long the other processes get to stop cleanly after one failed, before they are killed."""
 _POLL_S = 0.2
+
+
+class ClusterFailed(TerminalError):
+    """A process of the cluster failed; the others were stopped. Its own error is on stderr already."""
+
+    def __init__(self, index: int, processes: int, exit_status: int) -> None:
+        self.index, self.exit_status = index, exit_status
+        super().__init__(f"process {index} of the {processes}-process cluster failed (exit status {exit_status}); the others were stopped")
 
 
 def process_command(pipeline: str, index: int, addresses: Sequence[str], run_flags: Sequence[str], result: Path,
@@ -48,10 +56,11 @@ def run_local_cluster(pipeline: str, processes: int, run_flags: Sequence[str], g
     """Run `pipeline` as `processes` local processes; their merged result once all have ended.
 
     Every process gets `run_flags` (`-w`, `--reset`, …) and `global_flags` (`-v`, `--debug`); process K
-    serves metrics on `metrics_port + K`.
+    serves metrics on `metrics_port + K`. The launcher itself reads nothing: the processes check the pipeline
+    as they start (process 0 alone reports configuration errors), so none waits for the launcher's imports.
 
     Raises:
-        TerminalError: a process failed (the others are stopped; its own error is on stderr already).
+        ClusterFailed: a process failed (exit status 2: the configuration; the others are stopped).
     """
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)]
     with tempfile.TemporaryDirectory(prefix="loglake-cluster-") as folder:
@@ -65,7 +74,7 @@ def run_local_cluster(pipeline: str, processes: int, run_flags: Sequence[str], g
             failed = _wait_for_all(children)
         if failed is not None:
             index, code = failed
-            raise TerminalError(f"process {index} of the {processes}-process cluster failed (exit status {code}); the others were stopped")
+            raise ClusterFailed(index, processes, code)
         return merge_results([read_result(path) for path in results])
 
 

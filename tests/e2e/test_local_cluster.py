@@ -108,3 +108,14 @@ def test_ctrl_c_reaches_every_process_once_and_they_stop_cleanly(tmp_path: Path,
     assert "stopped in" in stdout and "on 2 processes" in stdout
     written = int(re.search(r"^records\s+parquet\s+([0-9,]+)", stdout, re.MULTILINE).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert written > 0 and len(_rows(lake, "records", "clientip, timestamp, request")) == written
+
+
+def test_a_configuration_error_is_reported_once_with_its_line(tmp_path: Path, two_logs: Path, loglake: Runner) -> None:
+    pipeline = tmp_path / "typo.yaml"
+    pipeline.write_text(PIPELINE.format(lake=tmp_path / "lake", logs=two_logs).replace("count_distinct(clientip)", "count_distinct(client_ip)"), encoding="utf-8")
+
+    done = loglake("run", str(pipeline), "--processes", "2", check=False)
+
+    assert done.returncode == 2
+    assert done.stderr.count("no record reaching this window has a field 'client_ip'") == 1, done.stderr
+    assert "typo.yaml:" in done.stderr and "nothing was started" in done.stderr
