@@ -1,8 +1,10 @@
 """The `user_agent` stage: turn a User-Agent string into browser, OS, device and bot fields.
 
 Parsing cannot be vectorised: ua-parser tries its ~1,000 regexes in order, first match wins, one string at
-a time (about 0.7 ms per new agent). Each distinct agent of a batch is parsed once in Python, results are
-remembered across batches as Arrow rows, and spread over the records with `take` (no per-row Python).
+a time. Its Rust engine finds the rule (operators/ua_rules.py: about 60 µs per new agent, against 0.7-0.9 ms
+for the Python one, with the Python engine's exact answers). Each distinct agent of a batch is parsed once,
+results are remembered across batches as Arrow rows, and spread over the records with `take` (no per-row
+Python).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import Field
 from user_agents.parsers import UserAgent, parse_browser, parse_device, parse_operating_system
 
 from loglake.operators.distinct_cache import DistinctCache, text_column, with_column
+from loglake.operators.ua_rules import RustIndexedResolver
 from loglake.schemas.config import StageConfig
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput
@@ -75,11 +78,11 @@ _parser_lock = threading.Lock()
 
 
 def _shared_parser() -> ua_parser.Parser:
-    """One cache-free ua-parser for the process (loading its ~1,000 regexes takes a moment)."""
+    """One cache-free ua-parser for the process, its rules found in Rust (loading them takes a moment)."""
     global _parser
     with _parser_lock:
         if _parser is None:
-            _parser = ua_parser.Parser(ua_parser.BasicResolver(ua_parser.load_builtins()))
+            _parser = ua_parser.Parser(RustIndexedResolver(ua_parser.load_builtins()))
         return _parser
 
 
