@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal
@@ -129,6 +129,10 @@ class DedupeStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields (records are kept or not, never changed)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types (records are kept or not, never changed)."""
+        return dict(upstream)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch without records whose key was kept within the window; order is preserved."""

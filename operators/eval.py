@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from loglake.operators.sql import SqlEvaluator, compile_expression
+from loglake.operators.sql import SqlEvaluator, TypeNote, compile_expression, result_types, type_problems
 from loglake.schemas.config import OnError, StageConfig
+from loglake.schemas.errors import ConfigError
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 
@@ -101,6 +103,27 @@ class EvalStage:
             return None
         rename = self.config.rename
         return frozenset(rename.get(name, name) for name in upstream | self.config.fields.keys()) - set(self.config.remove)
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types with `fields` computed (where DuckDB can tell their type), then renamed, then removed.
+
+        A computed field of untold type is unknown; a renamed field keeps its type, unless the name it takes
+        had another (the old column stays where the renamed one is missing).
+        """
+        types = {name: kind for name, kind in upstream.items() if name not in self.config.fields}
+        if self._evaluator is not None:
+            types.update(result_types(self._evaluator, upstream))
+        rename = self.config.rename
+        out = {name: kind for name, kind in types.items() if name not in rename and name not in rename.values()}
+        for old, new in rename.items():
+            kind, own = types.get(old), None if new in rename else types.get(new)
+            if kind is not None and own in (None, kind):
+                out[new] = kind
+        return {name: kind for name, kind in out.items() if name not in self.config.remove}
+
+    def check_types(self, upstream: Mapping[str, pa.DataType], notes: Mapping[str, TypeNote]) -> list[ConfigError]:
+        """Each of `fields` bound to the known field types: a ConfigError for one that would fail on every record."""
+        return [] if self._evaluator is None else type_problems(self._evaluator, upstream, notes)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with fields computed, renamed and removed; records whose expression fails follow `on_error`.

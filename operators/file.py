@@ -16,13 +16,14 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import pyarrow as pa
 from pydantic import Field
 
 from loglake.operators.file_follow import DISCOVERY_PREFIX, DiscoveryPartition, positions_by_path
-from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LineReader, LinesConfig
+from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LINE_TYPES, LineReader, LinesConfig
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import ConfigError, TerminalError
 from loglake.schemas.registry import register_source
@@ -70,6 +71,10 @@ class FileSource:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
         """The lines' columns: `message`, `source`, `_line` and, for a cut line, `_truncated`."""
         return LINE_FIELDS
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The lines' columns' types (text, but `_line` int64 and `_truncated` bool)."""
+        return dict(LINE_TYPES)
 
     def partitions(self) -> list[str]:
         """The matched files' absolute paths, sorted, then the discovery partitions in pattern order."""

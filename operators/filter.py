@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 
-from loglake.operators.sql import SqlEvaluator, compile_expression
+from loglake.operators.sql import SqlEvaluator, TypeNote, compile_expression, type_problems
 from loglake.schemas.config import StageConfig
+from loglake.schemas.errors import ConfigError
 from loglake.schemas.registry import register_stage
 from loglake.schemas.stage import NodeContext, StageOutput, split_failures
 
@@ -41,6 +43,14 @@ class FilterStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields (records are kept or not, never changed)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types."""
+        return dict(upstream)
+
+    def check_types(self, upstream: Mapping[str, pa.DataType], notes: Mapping[str, TypeNote]) -> list[ConfigError]:
+        """The condition bound to the known field types: a ConfigError if it would fail on every record."""
+        return type_problems(self._evaluator, upstream, notes)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The records whose condition is true; those whose condition fails to evaluate follow `on_error`."""

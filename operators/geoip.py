@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import maxminddb
@@ -140,6 +141,10 @@ class GeoipStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields and `target`."""
         return None if upstream is None else upstream | {self.config.target}
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types, `target` the struct of the configured fields."""
+        return {**upstream, self.config.target: self.struct_type}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` set; records whose address is not an IP address follow `on_error`."""

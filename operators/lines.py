@@ -19,7 +19,7 @@ from loglake.schemas.records import LINE_COLUMN
 from loglake.schemas.stage import NodeContext
 from loglake.schemas.units import ByteSize
 
-__all__ = ["CHUNK_SIZE", "TRUNCATED_COLUMN", "LINE_FIELDS", "LinesConfig", "LineReader"]
+__all__ = ["CHUNK_SIZE", "TRUNCATED_COLUMN", "LINE_TYPES", "LINE_FIELDS", "LinesConfig", "LineReader"]
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ CHUNK_SIZE = 1 << 20
 """Bytes a source reads at a time."""
 TRUNCATED_COLUMN = "_truncated"
 """Boolean column marking lines cut to `max_line_size`; present only in batches that have one."""
-LINE_FIELDS = frozenset({"message", "source", LINE_COLUMN, TRUNCATED_COLUMN})
+LINE_TYPES: dict[str, pa.DataType] = {"message": pa.string(), "source": pa.string(), LINE_COLUMN: pa.int64(), TRUNCATED_COLUMN: pa.bool_()}
+"""Every column a batch of lines may have, and its type (the sources' `output_types`)."""
+LINE_FIELDS = frozenset(LINE_TYPES)
 """Every column a batch of lines may have (the sources' `output_fields`)."""
 
 _MAX_SIZE = 1 << 30

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -263,6 +264,13 @@ class LookupStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields and the table's columns (as loaded at start, with `prefix`)."""
         return None if upstream is None else upstream | set(self._table.values.column_names)
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types but the table columns' (unknown: a reload may change them); none when a reload may add columns."""
+        if self.config.reload and self.config.columns is None:
+            return {}
+        added = set(self._table.values.column_names)
+        return {name: kind for name, kind in upstream.items() if name not in added}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the table's columns added; records without a row follow `on_miss`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import ClassVar, Literal
 
@@ -191,6 +191,10 @@ class RedactStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields (values are rewritten in place)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types (text is rewritten as text)."""
+        return dict(upstream)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with personal data in its text columns masked or hashed; no record fails."""

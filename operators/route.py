@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from loglake.operators.sql import SqlEvaluator, compile_expression
+from loglake.operators.sql import SqlEvaluator, TypeNote, compile_expression, type_problems
 from loglake.schemas.config import OnError, StageConfig
 from loglake.schemas.errors import ConfigError
 from loglake.schemas.registry import register_stage
@@ -75,6 +76,14 @@ class RouteStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields: the main output is the input (the routes carry it too)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types (on every output)."""
+        return dict(upstream)
+
+    def check_types(self, upstream: Mapping[str, pa.DataType], notes: Mapping[str, TypeNote]) -> list[ConfigError]:
+        """Each condition bound to the known field types: a ConfigError for one that would fail on every record."""
+        return type_problems(self._evaluator, upstream, notes)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch unchanged on the main output, and on each route's output the records it takes."""

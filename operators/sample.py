@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -72,6 +73,10 @@ class SampleStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields (records are kept or not, never changed)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types (records are kept or not, never changed)."""
+        return dict(upstream)
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The sampled records; the others are filtered out, not errors."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -73,6 +74,10 @@ class RenameStage:
         """The input's fields, renamed."""
         return self._eval.output_fields(upstream)
 
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types, renamed."""
+        return self._eval.output_types(upstream)
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with its columns renamed."""
         return self._eval.process(batch)
@@ -105,6 +110,10 @@ class DropFieldsStage:
         """The input's fields without the listed ones."""
         return None if upstream is None else upstream - set(self.config.fields)
 
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types without the listed fields."""
+        return {name: kind for name, kind in upstream.items() if name not in self.config.fields}
+
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch without the listed columns."""
         present = set(batch.schema.names)
@@ -135,15 +144,22 @@ class KeepFieldsStage:
         self.config = config
         self._keep = set(config.fields) | set(ALWAYS_KEPT)
 
+    def _kept(self, name: str) -> bool:
+        return name in self._keep or name.startswith("_")
+
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The listed fields the input has, `timestamp` and the `_`-prefixed ones; unknown if the input is."""
         if upstream is None:
             return None
-        return frozenset(name for name in upstream if name in self._keep or name.startswith("_"))
+        return frozenset(name for name in upstream if self._kept(name))
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The types of the kept fields."""
+        return {name: kind for name, kind in upstream.items() if self._kept(name)}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with only the kept columns."""
-        drop = [name for name in batch.schema.names if name not in self._keep and not name.startswith("_")]
+        drop = [name for name in batch.schema.names if not self._kept(name)]
         return StageOutput(main=batch.drop_columns(drop))
 
 
@@ -200,6 +216,10 @@ class CastStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields, cast in place."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types, the listed fields as cast (`int` int64, `float` float64, …)."""
+        return {**upstream, **{name: _ARROW_TYPES[kind] for name, kind in self.config.fields.items()}}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with the listed columns converted; records with a value that does not convert follow `on_error`."""

@@ -6,11 +6,12 @@ import logging
 import queue
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Any, BinaryIO, Literal
 
 import pyarrow as pa
 
-from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LineReader, LinesConfig
+from loglake.operators.lines import CHUNK_SIZE, LINE_FIELDS, LINE_TYPES, LineReader, LinesConfig
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.registry import register_source
@@ -47,6 +48,10 @@ class StdinSource:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
         """The lines' columns: `message`, `source`, `_line` and, for a cut line, `_truncated`."""
         return LINE_FIELDS
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The lines' columns' types (text, but `_line` int64 and `_truncated` bool)."""
+        return dict(LINE_TYPES)
 
     def partitions(self) -> list[str]:
         """The one partition, `stdin`."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -200,6 +200,10 @@ class TimestampStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields and `target`."""
         return None if upstream is None else upstream | {self.config.target}
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types, `target` a UTC timestamp."""
+        return {**upstream, self.config.target: TIMESTAMP_TYPE}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` parsed; unparseable records follow `on_error`."""

@@ -10,6 +10,7 @@ Python).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -101,6 +102,10 @@ class UserAgentStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields and `target`."""
         return None if upstream is None else upstream | {self.config.target}
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types, `target` the user-agent struct."""
+        return {**upstream, self.config.target: USER_AGENT_TYPE}
 
     def process(self, batch: pa.RecordBatch) -> StageOutput:
         """The batch with `target` set; a missing, null, empty or `-` agent gives a null struct."""

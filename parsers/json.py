@@ -9,7 +9,7 @@ becomes a text column.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import logging
 import re
 from dataclasses import dataclass
@@ -253,6 +253,11 @@ class JsonStage:
         if upstream is None or self.config.target is None:
             return None
         return upstream | {self.config.target}
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types but `target`'s (the objects' own, unknown); none without `target` (any key may come)."""
+        target = self.config.target
+        return {} if target is None else {name: kind for name, kind in upstream.items() if name != target}
 
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
         """Each line as a dict (nested, or flattened on request), or why it is not a JSON object (see `parse_object`)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -128,6 +128,14 @@ class KvStage:
         if upstream is None or (config.target is None and not config.include_keys):
             return None
         return upstream | ({config.target} if config.target else {config.prefix + key for key in config.include_keys})
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types but those of `target` or the `include_keys` columns (unknown); none otherwise."""
+        config = self.config
+        if config.target is None and not config.include_keys:
+            return {}
+        written = {config.target} if config.target else {config.prefix + key for key in config.include_keys}
+        return {name: kind for name, kind in upstream.items() if name not in written}
 
     def _parse_line(self, line: str) -> ParseResult:
         """The pairs of one line as `{key: value}` (text), or why it has none."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Literal
@@ -119,6 +119,10 @@ class MultilineStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str] | None:
         """The input's fields (an event keeps its first line's, `field` joined)."""
         return upstream
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types (an event keeps its first line's), `field` text."""
+        return {**upstream, self.config.field: pa.string()}
 
     # -- the FlushingStage protocol, on one state -------------------------------------------------------------
 

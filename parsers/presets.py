@@ -225,6 +225,12 @@ class PresetStage(CaptureStage):
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"unknown time zone '{name}' (use an IANA name such as Europe/Berlin or UTC)", field="timezone") from None
         super().__init__(config, ctx, _matcher(self.preset), "_grokparsefailure", "no pattern matched")
+        self.captures_what = self.preset
+
+    def capture_types(self) -> dict[str, pa.DataType]:
+        """The captures' types, `timestamp` the event time (UTC) read from the line's own."""
+        types = self.matcher.types()
+        return {**types, "timestamp": TIMESTAMP_TYPE} if "timestamp" in types else types
 
     def _finish(self, parsed: Parsed) -> Parsed:
         """`timestamp` text → UTC event time (a line whose time does not read fails); `level` normalised."""

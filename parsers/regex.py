@@ -30,6 +30,8 @@ class RegexConfig(CaptureConfig):
 class RegexStage(CaptureStage):
     """A regex compiled once; lines matched once per distinct value per batch, groups kept as text ("" stays "")."""
 
+    captures_what = "regex"
+
     def __init__(self, config: RegexConfig, ctx: NodeContext) -> None:
         try:
             compiled = compile_pattern(config.pattern, config.pattern)

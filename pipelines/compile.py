@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
+from loglake.pipelines.field_types import type_problems
 from loglake.pipelines.fields import field_problems
 from loglake.pipelines.graph import PipelineGraph, build_graph
 from loglake.pipelines.nodes import config_path
@@ -64,11 +65,13 @@ def _construct(
 
 
 def compile_pipeline(spec: PipelineSpec, follow: bool | None = None) -> CompiledPipeline:
-    """Build the graph, construct every active node, check the fields stages read; all problems in one SpecError."""
+    """Build the graph, construct every active node, check the fields stages read and bind their SQL to the
+    known field types; all problems in one SpecError."""
     graph = build_graph(spec)
     issues: list[SpecIssue] = []
     instances, contexts = _construct(spec, graph.nodes, follow, issues)
     issues.extend(_located(spec, node, exc) for node, exc in field_problems(graph, instances))
+    issues.extend(_located(spec, node, exc) for node, exc in type_problems(graph, instances))
     if issues:
         issues.sort(key=lambda issue: (issue.line or 0, issue.column or 0))
         raise SpecError(issues, str(spec.file))

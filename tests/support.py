@@ -9,12 +9,13 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from loglake.pipelines.compile import load_and_compile
 from loglake.pipelines.nodes import build_node
 from loglake.schemas.connectors import EndOfInput, SourcePartition
 from loglake.schemas.errors import SpecError, SpecIssue
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["drain", "build_stage", "build_source", "build_sink", "batch_of", "only_spec_issue", "DATA_DIR", "APACHE_LOG"]
+__all__ = ["drain", "build_stage", "build_source", "build_sink", "batch_of", "only_spec_issue", "compile_issues", "DATA_DIR", "APACHE_LOG"]
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The project's shared real log data (../shared/data from the repository root)."""
@@ -55,6 +56,15 @@ def only_spec_issue(snippet: str, base_dir: Path | None = None) -> SpecIssue:
         assert len(exc.issues) == 1, exc.render()
         return exc.issues[0]
     raise AssertionError(f"{snippet} built without a problem")
+
+
+def compile_issues(path: Path) -> list[tuple[str, int | None, str]]:
+    """(dotted path, line, message) of each problem `load_and_compile` reports for a pipeline file; none if it compiles."""
+    try:
+        load_and_compile(path)
+    except SpecError as exc:
+        return [(issue.dotted_path, issue.line, issue.message) for issue in exc.issues]
+    return []
 
 
 def drain(partition: SourcePartition, timeout: float = 10.0) -> list[pa.RecordBatch]:

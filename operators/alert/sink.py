@@ -9,6 +9,7 @@ not checkpointed: after a restart every group starts inactive.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,9 +21,9 @@ from loglake.operators.alert.config import WINDOW_COLUMNS, AlertConfig
 from loglake.operators.alert.delivery import Delivery, RetryPolicy, Webhook
 from loglake.operators.alert.message import BODIES, Notification, Summary
 from loglake.operators.alert.rules import AlertRules, Transition
-from loglake.operators.sql import SqlEvaluator, compile_expression
+from loglake.operators.sql import SqlEvaluator, TypeNote, compile_expression, type_problems
 from loglake.schemas.json_codec import json_objects
-from loglake.schemas.errors import TerminalError
+from loglake.schemas.errors import ConfigError, TerminalError
 from loglake.schemas.registry import register_sink
 from loglake.schemas.stage import NodeContext
 
@@ -163,6 +164,10 @@ class AlertSink:
         self.summary = Summary(config.summary, node=ctx.node) if config.summary is not None else None
         headers = {name: value.get_secret_value() for name, value in config.headers.items()}
         self.webhook = Webhook(config.webhook.get_secret_value(), headers, config.timeout.total_seconds())
+
+    def check_types(self, upstream: Mapping[str, pa.DataType], notes: Mapping[str, TypeNote]) -> list[ConfigError]:
+        """The condition bound to the known types of the window rows: a ConfigError if it would fail on every row."""
+        return type_problems(self.evaluator, upstream, notes)
 
     def open(self, worker_index: int, worker_count: int) -> AlertSinkWriter:
         """A writer for one worker, with its own alert state and delivery thread (started on first use)."""

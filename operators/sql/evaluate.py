@@ -133,6 +133,22 @@ class SqlEvaluator:
         """Top-level column names the expressions read (lower case)."""
         return frozenset(self._paths)
 
+    @property
+    def expressions(self) -> dict[str, SqlExpression]:
+        """The named expressions, in order."""
+        return dict(zip(self._names, self._expressions))
+
+    def result_type(self, name: str, batch: pa.RecordBatch) -> pa.DataType:
+        """The type expression `name` gives over columns shaped as `batch`'s, read as `evaluate` reads them.
+
+        DuckDB binds before it reads a row, so a batch of zero rows is enough (and costs nothing to scan).
+
+        Raises:
+            duckdb.Error: the expression does not bind to those column types (every record would fail).
+        """
+        inputs, _ = self._inputs(batch.slice(0, 0))
+        return _run(self._alone[self._names.index(name)], inputs)[0].type
+
     def _inputs(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[str]]:
         """The referenced columns of `batch` (patched for missing struct fields), nulls for missing ones."""
         arrays: list[pa.Array] = []

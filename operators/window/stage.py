@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -110,6 +110,20 @@ class WindowStage:
     def output_fields(self, upstream: frozenset[str] | None) -> frozenset[str]:
         """Window rows: the window's own columns, the group fields (named as written) and the aggregates."""
         return frozenset((*RESERVED_COLUMNS, *self.config.group_by, *(aggregate.call.name for aggregate in self.plan.aggregates)))
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The window's own columns (UTC timestamps) and the aggregates whose type is fixed or follows a field of known type.
+
+        Group fields are left unknown: a group column takes the type its field first had at run time.
+        """
+        types: dict[str, pa.DataType] = dict.fromkeys(RESERVED_COLUMNS, TIMESTAMP_TYPE)
+        for aggregate in self.plan.aggregates:
+            field = aggregate.call.field
+            if aggregate.output is not None:
+                types[aggregate.call.name] = aggregate.output
+            elif field is not None and field in upstream:
+                types[aggregate.call.name] = aggregate.output_type(upstream[field])
+        return types
 
     def check_fields(self, upstream: frozenset[str]) -> list[ConfigError]:
         """A ConfigError for each field the window reads that no record reaching it has (`upstream`: all they may have)."""

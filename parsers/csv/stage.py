@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -118,6 +118,11 @@ class CsvStage:
         if upstream is None or self.config.target is None:
             return None
         return upstream | {self.config.target}
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types but `target`'s (unknown); none without `target` (a long line adds `columnN` fields)."""
+        target = self.config.target
+        return {} if target is None else {name: kind for name, kind in upstream.items() if name != target}
 
     def parse_lines(self, lines: Sequence[str]) -> list[ParseResult]:
         """One dict per line (nested under `target` when set); a header line yields `{}`."""

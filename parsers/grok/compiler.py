@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ import regex  # type: ignore[import-untyped]
 
 from loglake.schemas.errors import ConfigError
 
-__all__ = ["Kind", "KINDS", "Compiled", "expand_grok", "compile_pattern", "field_path"]
+__all__ = ["Kind", "KINDS", "Compiled", "expand_grok", "compile_pattern", "field_path", "capture_syntax"]
 
 Kind = Literal["string", "int", "float"]
 KINDS: tuple[Kind, ...] = ("int", "float")
@@ -62,6 +62,22 @@ def field_path(name: str) -> tuple[str, ...]:
     if not _NAME.fullmatch(name):
         raise ConfigError(f"invalid field name '{name}' (use `name` or `[outer][inner]`)")
     return tuple(_PART.findall(name)) if name.startswith("[") else (name,)
+
+
+def capture_syntax(field: str, patterns: Iterable[str], library: Mapping[str, str]) -> str | None:
+    """The pattern name that first captures `field` (`NUMBER` for `%{NUMBER:response}`) in `patterns` as expanded
+    against `library`, or None (a named group captures it, or nothing does)."""
+    pending = list(patterns)[::-1]
+    seen: set[str] = set()
+    while pending:
+        for found in _REFERENCE.finditer(pending.pop()):
+            name, captured = found.group("pattern", "name")
+            if captured == field:
+                return str(name)
+            if name not in seen and name in library:
+                seen.add(name)
+                pending.append(library[name])
+    return None
 
 
 def _set_kind(kinds: dict[str, Kind], name: str, kind: str) -> None:

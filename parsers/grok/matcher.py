@@ -26,6 +26,8 @@ from loglake.schemas.errors import ConfigError
 
 __all__ = ["Capture", "Parsed", "Matcher"]
 
+_ARROW_KINDS: dict[Kind, pa.DataType] = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
+"""The column type of a capture of each kind."""
 _INT = r"^[+-]?[0-9]+$"
 _FLOAT = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _INT64 = (-(2**63), 2**63 - 1)
@@ -108,6 +110,14 @@ class Matcher:
         _check_paths(self.captures)
         self._any_fast = any(pattern.fast for pattern in self.patterns)
 
+    def types(self) -> dict[str, pa.DataType]:
+        """The type of each top-level column `parse` gives (nested names as structs), in order."""
+
+        def build(node: dict[str, Any]) -> dict[str, pa.DataType]:
+            return {name: pa.struct(list(build(value).items())) if isinstance(value, dict) else value for name, value in node.items()}
+
+        return build(_tree([(capture, _ARROW_KINDS[capture.kind]) for capture in self.captures]))
+
     def parse(self, lines: pa.Array) -> Parsed:
         """Match each (distinct, non-null) line of a string array; captures as columns, failures by position."""
         values: list[str] = lines.to_pylist()
@@ -163,7 +173,7 @@ def _empty_as_null(column: pa.Array) -> pa.Array:
 
 def _convert(column: pa.Array, capture: Capture, problems: dict[int, str]) -> pa.Array:
     """Text → int64/float64; a value that is not such a number (or overflows) fails its line."""
-    syntax, target = (_INT, pa.int64()) if capture.kind == "int" else (_FLOAT, pa.float64())
+    syntax, target = (_INT if capture.kind == "int" else _FLOAT), _ARROW_KINDS[capture.kind]
     good = pc.fill_null(pc.match_substring_regex(column, syntax), False)
     text = pc.if_else(good, column, pa.scalar(None, pa.string()))
     if capture.kind == "int":
@@ -201,14 +211,19 @@ def _check_paths(captures: Sequence[Capture]) -> None:
                 raise ConfigError(f"'{capture.name}' is captured both as a value and as the parent of '{other.name}'")
 
 
-def _nest(flat: list[tuple[Capture, pa.Array]]) -> list[tuple[str, pa.Array]]:
-    """Captures as top-level columns: `[a][b]` and `[a][c]` become struct `a` (null where all its fields are)."""
+def _tree(flat: Sequence[tuple[Capture, Any]]) -> dict[str, Any]:
+    """A value per capture, nested by path: `[a][b]` and `[a][c]` under `a`."""
     tree: dict[str, Any] = {}
-    for capture, column in flat:
+    for capture, value in flat:
         node = tree
         for part in capture.path[:-1]:
             node = node.setdefault(part, {})
-        node[capture.path[-1]] = column
+        node[capture.path[-1]] = value
+    return tree
+
+
+def _nest(flat: list[tuple[Capture, pa.Array]]) -> list[tuple[str, pa.Array]]:
+    """Captures as top-level columns: `[a][b]` and `[a][c]` become struct `a` (null where all its fields are)."""
 
     def build(node: dict[str, Any]) -> list[tuple[str, pa.Array]]:
         out = []
@@ -220,7 +235,7 @@ def _nest(flat: list[tuple[Capture, pa.Array]]) -> list[tuple[str, pa.Array]]:
             out.append((name, value))
         return out
 
-    return build(tree)
+    return build(_tree(flat))
 
 
 def _all_null(arrays: list[pa.Array]) -> pa.Array:

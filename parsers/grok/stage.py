@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from loglake.parsers.columns import ParsedRows, finish, lines_of, quote_line
-from loglake.parsers.grok.compiler import Kind, compile_pattern, expand_grok
+from loglake.parsers.grok.compiler import Kind, capture_syntax, compile_pattern, expand_grok
 from loglake.parsers.grok.library import load_library
 from loglake.parsers.grok.matcher import Matcher, Parsed
 from loglake.schemas.config import StageConfig
@@ -104,6 +104,8 @@ class CaptureStage:
     outputs: ClassVar[tuple[str, ...]] = ("dropped",)
     top_level: ClassVar[frozenset[str]] = frozenset()
     """Captures that stay top-level columns even with `target` (the presets' event time and level)."""
+    captures_what: str = "the pattern"
+    """What captures, as notes about text fields name it (`grok`, `regex`, a preset's type)."""
 
     def __init__(self, config: CaptureConfig, ctx: NodeContext, matcher: Matcher, tag: str, miss: str) -> None:
         self.config = config
@@ -119,6 +121,30 @@ class CaptureStage:
         names = frozenset(capture.path[0] for capture in self.matcher.captures)
         target = self.config.target
         return upstream | (names if target is None else {target} | (names & self.top_level))
+
+    def capture_types(self) -> dict[str, pa.DataType]:
+        """The type of each top-level capture column, before `target` (presets: the event time's)."""
+        return self.matcher.types()
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types and the captures' (text unless converted), or `target` as their struct beside the `top_level` ones."""
+        captured = self.capture_types()
+        target = self.config.target
+        if target is None:
+            return {**upstream, **captured}
+        inner = [(name, kind) for name, kind in captured.items() if name not in self.top_level]
+        outer = {name: kind for name, kind in captured.items() if name in self.top_level}
+        return {**upstream, **outer, **({target: pa.struct(inner)} if inner else {})}
+
+    def type_note(self, field: str) -> tuple[str, str | None] | None:
+        """Why a top-level text capture is text, and how else to get a number, if the stage knows."""
+        if self.config.target is not None or not pa.types.is_string(self.capture_types().get(field, pa.null())):
+            return None
+        return f"{self.captures_what} captures text", self._typed_capture(field)
+
+    def _typed_capture(self, field: str) -> str | None:
+        """How to capture `field` as a number in this stage's configuration, if there is a way."""
+        return None
 
     def _finish(self, parsed: Parsed) -> Parsed:
         """Post-process the captures of distinct lines (presets: event time, level); may add problems."""
@@ -196,9 +222,18 @@ class CaptureStage:
 class GrokStage(CaptureStage):
     """Grok patterns compiled once into one regex each; lines matched once per distinct value per batch."""
 
+    captures_what = "grok"
+
     def __init__(self, config: GrokConfig, ctx: NodeContext) -> None:
         for name in config.pattern_definitions:
             if not name or name.strip(_PATTERN_NAME):
                 raise ConfigError(f"pattern name '{name}' may hold only letters, digits and _", field=f"pattern_definitions.{name}")
         library = load_library([ctx.resolve(folder) for folder in config.pattern_dirs], config.pattern_definitions)
         super().__init__(config, ctx, grok_matcher(config.patterns, library), config.tag_on_failure, "no pattern matched")
+        self._patterns = tuple(config.patterns)
+        self._library = library
+
+    def _typed_capture(self, field: str) -> str | None:
+        """`capture it as %{NUMBER:field:int}`, with the pattern name that captures it (in the patterns or the library)."""
+        syntax = capture_syntax(field, self._patterns, self._library)
+        return None if syntax is None else f"capture it as %{{{syntax}:{field}:int}}"

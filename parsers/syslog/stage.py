@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -74,6 +74,12 @@ class SyslogStage:
         if upstream is None:
             return None
         return upstream | ({self.config.target} if self.config.target else frozenset(COLUMNS))
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The input's types and the syslog columns' (or `target` as their struct)."""
+        if self.config.target is not None:
+            return {**upstream, self.config.target: pa.struct(_fields())}
+        return {**upstream, **COLUMNS}
 
     def _times(self) -> TimeRules:
         return TimeRules(self._zone, self.config.year, now())

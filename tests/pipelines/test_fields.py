@@ -14,9 +14,8 @@ from loglake.pipelines.cli import main
 from loglake.pipelines.compile import load_and_compile
 from loglake.pipelines.fields import port_fields
 from loglake.pipelines.spec import PortRef
-from loglake.schemas.errors import SpecError
 from tests.operators.mmdb_fixtures import write_city_db
-from tests.support import APACHE_LOG, build_source, build_stage
+from tests.support import APACHE_LOG, build_source, build_stage, compile_issues
 
 REPO = Path(__file__).resolve().parents[2]
 LINES = frozenset({"message", "source", "_line", "_truncated"})
@@ -39,15 +38,6 @@ def _access(write_pipeline: Callable[[str], Path], stages: str, sink: str = "{ty
     body = textwrap.indent(textwrap.dedent(stages).strip("\n"), "  ")
     head = f'pipeline: access\nsources:\n  access: {{type: file, paths: ["{APACHE_LOG}"]}}\nstages:\n  parse: {{type: apache_combined}}\n'
     return write_pipeline(f"{head}{body}\nsinks:\n  out: {sink}\n")
-
-
-def _issues(path: Path) -> list[tuple[str, int | None, str]]:
-    """(dotted path, line, message) of each problem load_and_compile reports; none if it compiles."""
-    try:
-        load_and_compile(path)
-    except SpecError as exc:
-        return [(issue.dotted_path, issue.line, issue.message) for issue in exc.issues]
-    return []
 
 
 def test_validate_reports_an_aggregate_over_a_missing_field_at_its_line(
@@ -75,7 +65,7 @@ def test_run_refuses_a_group_by_typo_before_reading_anything(
 
 def test_every_field_a_window_reads_is_checked_and_a_far_miss_lists_what_reaches_it(write_pipeline: Callable[[str], Path]) -> None:
     stages = WINDOW.replace("group_by: [response]", "group_by: [zzz.browser_family]").replace("tumbling: 1m", "tumbling: 1m\n  time_field: timestmp")
-    issues = _issues(_access(write_pipeline, stages))
+    issues = compile_issues(_access(write_pipeline, stages))
     assert [(where, line) for where, line, _ in issues] == [("stages.per_minute.time_field", 9), ("stages.per_minute.group_by[0]", 10)]
     assert issues[0][2].endswith("'timestmp'; did you mean 'timestamp'?")
     assert issues[1][2].startswith("no record reaching this window has a field 'zzz.browser_family'; the fields that reach it: agent, auth, ")
@@ -97,7 +87,7 @@ def test_a_window_after_a_json_stage_is_not_checked_and_runs(
         sinks:
           out: {type: stdout}
     """)
-    assert _issues(path) == []
+    assert compile_issues(path) == []
     assert main(["run", str(path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(row["level"], row["total"]) for row in rows] == [("info", 60)]
@@ -119,7 +109,7 @@ def test_fields_through_eval_rename_and_user_agent(write_pipeline: Callable[[str
         names: {{type: rename, fields: {{clientip: client}}}}
         per_minute: {{type: window, tumbling: 1m, aggregate: {aggregate}}}
     """)
-    found = _issues(path)
+    found = compile_issues(path)
     assert [where for where, _, _ in found] == ([problem[0]] if problem else [])
     assert all(problem is not None and problem[1] in message for _, _, message in found)
 

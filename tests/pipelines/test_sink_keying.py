@@ -18,8 +18,10 @@ def test_a_batch_goes_to_the_writer_built_on_its_own_worker_thread() -> None:
     assert key(batch) == by_source_partition  # no writer built on this thread yet
 
     keyed_on: dict[str, object] = {}
+    both_alive = threading.Barrier(2)  # like Bytewax's workers, the threads live side by side (a thread id is reused once its thread ends)
 
     def worker(part: str) -> None:
+        both_alive.wait()
         local.built(part)
         local.built("0")  # a worker holding two writers keeps using its first
         keyed_on[part] = key(batch)
