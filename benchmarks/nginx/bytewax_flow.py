@@ -42,17 +42,16 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from loglake.operators.kafka.config import KafkaSourceConfig
+from loglake.operators.kafka.prefetch import consumer_tuning
+from loglake.schemas.units import parse_size
+
 __all__ = ["KAFKA_SETTINGS", "BATCH", "kafka_source", "add_outputs", "city_fields", "agent_fields", "GEO_FIELDS", "UA_FIELDS"]
 
 KAFKA_SETTINGS: dict[str, str] = {
-    "fetch.max.bytes": str(4 << 20),
-    "max.partition.fetch.bytes": str(4 << 20),
-    "queued.max.messages.kbytes": str(12 << 10),
-    "queued.min.messages": "1000000",
-    "fetch.queue.backoff.ms": "10",
-    "fetch.wait.max.ms": "100",
+    key: str(value) for key, value in consumer_tuning(parse_size(KafkaSourceConfig.model_fields["prefetch_bytes"].default)).items()
 }
-"""loglake's `consumer_tuning(16 MiB)`, written out: a 4 MiB fetch, 12 MiB of queue, no 1 s backoff."""
+"""loglake's own fetch settings (`consumer_tuning`) for its default `prefetch_bytes`, as strings (Bytewax's `add_config`)."""
 BATCH = int(os.environ.get("NGINX_BYTEWAX_BATCH", "10000"))
 """Messages per `KafkaSource` poll: loglake's `batch_size` (Bytewax's default is 1,000; $NGINX_BYTEWAX_BATCH overrides)."""
 GEO_FIELDS = ("country_code", "country_name", "city", "region", "latitude", "longitude", "time_zone")

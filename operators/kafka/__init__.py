@@ -2,8 +2,9 @@
 
 `config` holds both YAML models; `client` what every client shares (settings, librdkafka's logs through
 Python logging, waiting for the cluster with backoff); `offsets` where a partition starts and ends;
-`decode` messages to batches; `source` the partitions and their readers; `producer` delivery that never
-loses a failure (also used by `loglake produce`); `encode` records to message values; `sink` the writers.
+`decode` messages to batches; `prefetch` the fetch settings that hold a reader's memory to `prefetch_bytes`;
+`source` the partitions and their readers; `producer` delivery that never loses a failure (also used by
+`loglake produce`); `encode` records to message values; `sink` the writers.
 """
 
 from loglake.operators.kafka.config import KafkaSinkConfig, KafkaSourceConfig

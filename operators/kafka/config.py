@@ -117,8 +117,8 @@ class KafkaSourceConfig(KafkaConnectionConfig, SourceConfig):
     """Most bytes of message values in one batch (a single larger message still makes a batch)."""
     poll_timeout: Duration = Field(default="50ms", validate_default=True, gt=timedelta(0))
     """Longest wait for messages in one poll (at most 100ms: the engine expects a poll to return quickly)."""
-    prefetch_bytes: ByteSize = Field(default="16MiB", validate_default=True, ge=1 << 20)
-    """Memory each partition's consumer may fill with fetched messages not yet read (fetches and their queue); bounds memory per partition."""
+    prefetch_bytes: ByteSize = Field(default="16MiB", validate_default=True, ge=1 << 20, le=4 << 30)
+    """Memory each partition's consumer may hold in fetched messages not yet read, decompressed, with librdkafka's ~350 bytes of bookkeeping per message; make it several batches' worth (with that bookkeeping), or reads wait for fetches."""
 
     @field_validator("topic_pattern")
     @classmethod

@@ -3,7 +3,7 @@
 Partitions are assigned by loglake (the engine spreads them over workers), never by a consumer group: a
 group subscription would rebalance on its own schedule and wait seconds for its first assignment. One
 consumer per partition keeps each reader independent (its own fetch queue, position and end) at the cost
-of a few librdkafka threads and up to `prefetch_bytes` of fetched messages per partition.
+of a few librdkafka threads and about `prefetch_bytes` of fetched messages per partition (prefetch.py).
 """
 
 from __future__ import annotations
@@ -22,37 +22,18 @@ from loglake.operators.kafka.client import KafkaLog, check_settings, client_sett
 from loglake.operators.kafka.config import KafkaSourceConfig
 from loglake.operators.kafka.decode import MessageDecoder, offset_of
 from loglake.operators.kafka.offsets import plan_span
+from loglake.operators.kafka.prefetch import consumer_tuning
 from loglake.operators.lines import TRUNCATED_COLUMN
 from loglake.schemas.connectors import EndOfInput
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.registry import register_source
 from loglake.schemas.stage import NodeContext
 
-__all__ = ["KafkaSource", "KafkaPartition", "consumer_tuning"]
+__all__ = ["KafkaSource", "KafkaPartition"]
 
 log = logging.getLogger(__name__)
 
-_MAX_FETCH = 8 << 20
-_MIN_FETCH = 256 << 10
 _SHOWN_TOPICS = 8
-
-
-def consumer_tuning(prefetch_bytes: int) -> dict[str, Any]:
-    """Fetch settings that keep a consumer's fetched-but-unread messages within about `prefetch_bytes`.
-
-    A quarter goes to one fetch, the rest to the queue of fetched messages. librdkafka's default
-    `fetch.queue.backoff.ms` (1 s) idles a consumer whose queue is full for a whole second, which caps a
-    16 MiB queue at ~100k messages/s of 240-byte lines; 10 ms keeps up with the broker in the same memory.
-    """
-    fetch = min(max(prefetch_bytes // 4, _MIN_FETCH), _MAX_FETCH)
-    return {
-        "fetch.max.bytes": fetch,
-        "max.partition.fetch.bytes": fetch,
-        "queued.max.messages.kbytes": max((prefetch_bytes - fetch) // 1024, 1),
-        "queued.min.messages": 1_000_000,  # let the byte bound above be the one that binds
-        "fetch.queue.backoff.ms": 10,
-        "fetch.wait.max.ms": 100,  # an idle fetch returns sooner: a re-assignment (after finding the log end) waits for it
-    }
 
 
 @register_source(KafkaSourceConfig)

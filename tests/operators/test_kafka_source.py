@@ -382,8 +382,11 @@ def _create(broker: LocalBroker, name: str) -> None:
         ("start: beginning", "start", "'beginning' is not earliest, latest or an ISO-8601 time"),
         ("poll_timeout: 1s", "poll_timeout", "1000ms is too long; at most 100ms"),
         ("fields: [topic, lag]", "fields[1]", "Input should be 'key', 'topic', 'partition', 'offset', 'timestamp' or 'headers'"),
+        ("prefetch_bytes: 512KiB", "prefetch_bytes", "Input should be greater than or equal to 1048576"),
+        ("prefetch_bytes: 5GiB", "prefetch_bytes", "Input should be less than or equal to 4294967296"),
     ],
-    ids=["owned-group", "owned-commit", "unknown-option", "bad-option-value", "topics-and-pattern", "bad-start", "long-poll", "bad-field"],
+    ids=["owned-group", "owned-commit", "unknown-option", "bad-option-value", "topics-and-pattern", "bad-start", "long-poll", "bad-field",
+         "small-prefetch", "large-prefetch"],
 )
 def test_bad_config_names_the_field(options: str, path: str, message: str) -> None:
     with pytest.raises(SpecError) as caught:
