@@ -217,7 +217,9 @@ def test_sigterm_drains_and_commits_with_recovery_on(tmp_path: Path, loglake: Ru
     (tmp_path / "pipeline.yaml").write_text(PIPELINE)
     command = loglake_command("run", "pipeline.yaml", "--recovery-dir", "recovery", "--snapshot-interval", "200ms")
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "lake").rglob("*.parquet")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # running (signal handlers installed) once the first snapshot has committed files
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
