@@ -7,7 +7,9 @@ sees every row exactly once. It never touches:
 - a partition with a file in progress, or one modified less than `min_age` ago (a writer may still add to it);
 - a file a crash recovery could still roll back (`lineage`): it stays as it is, beside the merged files;
 - files already at least half the target size.
-Files are merged in name order (the order they were written), so rows keep their order within a partition.
+Files are merged in name order (the order they were written), so rows keep their order within a partition;
+a dataset whose sink has `sort_by` is sorted again in runs of its `sort_buffer` (a merged file's runs are as
+long as that allows, so its row groups' statistics stay narrow).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from loglake.operators.parquet.config import ParquetConfig
 from loglake.operators.parquet.lineage import parse_part_name, unfinal_sequences
 from loglake.operators.parquet.lock import DatasetLock
 from loglake.operators.parquet.part_file import FileOptions
+from loglake.operators.parquet.encoding import EncodingError
+from loglake.operators.parquet.sort import SortKeyError
 from loglake.pipelines.partition_swap import discard, has_file_in_progress, install_partition, leaf_partitions, staging_folder
 from loglake.schemas.errors import LoglakeError
 
@@ -187,31 +191,50 @@ def _link_rest(live: Path, staged: Path, merged_inputs: set[Path]) -> bool:
 
 
 def _merge(group: list[Path], staged: Path, options: CompactionOptions, sequence: int) -> tuple[int, int]:
-    """Stream `group`'s rows, in order, into one new file in `staged`; (its size, its rows).
+    """Stream `group`'s rows, in order (or sorted in runs, with `sort_by`), into one new file in `staged`; (its size, its rows).
 
-    Memory stays at about one row group: input files are read a row group at a time.
+    Memory stays at about one row group (or twice `sort_buffer`): input files are read a row group at a time.
     """
     schema = pa.unify_schemas([pq.read_schema(path) for path in group], promote_options="permissive")
+    try:
+        options.file_options.check_schema(schema)
+    except (SortKeyError, EncodingError) as exc:
+        raise CompactionError(f"{group[0].parent}: {exc}") from None
     expected = sum(pq.ParquetFile(path).metadata.num_rows for path in group)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     target = staged / f"part-{stamp}-c{secrets.token_hex(3)}-{sequence:06d}-{secrets.token_hex(4)}.parquet"
-    group_rows = options.file_options.row_group_size
-    with pa.OSFile(str(target), "wb") as sink, options.file_options.parquet_writer(sink, schema) as writer:
+    file_options = options.file_options
+    group_rows = file_options.row_group_size
+    with pa.OSFile(str(target), "wb") as sink, file_options.parquet_writer(sink, schema) as writer:
         pending: list[pa.RecordBatch] = []
         rows = 0
         for path in group:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=group_rows):
                 pending.append(_fit(batch, schema))
                 rows += batch.num_rows
-                if sum(b.num_rows for b in pending) >= group_rows:
-                    writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=group_rows)
+                if _run_is_full(pending, file_options):
+                    _write(writer, pa.Table.from_batches(pending, schema), file_options)
                     pending = []
         if pending:
-            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=group_rows)
+            _write(writer, pa.Table.from_batches(pending, schema), file_options)
     written = pq.ParquetFile(target).metadata.num_rows
     if written != expected or rows != expected:
         raise CompactionError(f"merging {len(group)} files of {group[0].parent} kept {written} of {expected} rows")
     return target.stat().st_size, written
+
+
+def _run_is_full(pending: list[pa.RecordBatch], options: FileOptions) -> bool:
+    """Whether the pending rows make a row group (or, with `sort_by`, a run of `sort_buffer`)."""
+    if options.sort_by:
+        return sum(int(b.nbytes) for b in pending) >= options.sort_buffer
+    return sum(int(b.num_rows) for b in pending) >= options.row_group_size
+
+
+def _write(writer: pq.ParquetWriter, table: pa.Table, options: FileOptions) -> None:
+    if options.sort_by:
+        options.write_run(writer, table)
+    else:
+        writer.write_table(table, row_group_size=options.row_group_size)
 
 
 def _fit(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

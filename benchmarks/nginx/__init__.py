@@ -9,5 +9,7 @@ Modules (each run as `python -m nginx.<module>` from benchmarks/, so the launche
 - `bytewax_flow`: what the plain-Bytewax baselines share (Kafka settings, window, route, Parquet sinks);
 - `naive_flow`, `tuned_flow`, `transport_flow`: baselines (a), (b) and (c);
 - `check`: the correctness checks and lake sizes, with DuckDB in a child process;
+- `file_copy`: the pipeline reading a file instead of Kafka, and variants of it (for the lake benchmarks);
+- `queries`: the lake benchmark's queries, their warm timings and `EXPLAIN ANALYZE` evidence;
 - `profile`: a py-spy profile of one loglake run, summarised by function and by stage.
 """

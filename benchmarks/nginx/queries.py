@@ -11,10 +11,10 @@ the view, before the `date=`/`hour=` filters drop any, and the connection's Parq
 groups left after the Parquet min/max statistics, and bloom filters where a file has them), the pushed-down
 filters, and the bytes read.
 
-`what_if_copies` writes two copies of the `access` dataset with DuckDB, partition by partition, to show what
-would let a query on one client skip data: rows sorted by `clientip` within each `date=`/`hour=` partition in
-row groups of 10,240 rows (min/max statistics then bound each row group's addresses), and the same rows
-unsorted but written by DuckDB, which adds a bloom filter to every dictionary-encoded column chunk.
+`lake_queries` is the set every lake is measured with: 5xx per minute in the last hour (with and without the
+`date`/`hour` predicate, and from the `errors` dataset), the 10 busiest clients (whole lake and last day, by
+scanning `access`, and from the hourly `client_hours` rollup where the lake has it), and one client's requests
+(whole lake and last day).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["Query", "partition_filter", "time_query", "evidence", "what_if_copies"]
+__all__ = ["Query", "partition_filter", "lake_queries", "time_query", "evidence"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,41 @@ def partition_filter(since: datetime, until: datetime) -> str:
         f"(date = DATE '{day}' AND hour BETWEEN {min(values)} AND {max(values)})" for day, values in hours.items()
     ]
     return "(" + " OR ".join(parts) + ")"
+
+
+def _time_range(column: str, since: datetime, until: datetime) -> str:
+    return f"{column} >= TIMESTAMPTZ '{since:%Y-%m-%d %H:%M:%S}+00' AND {column} < TIMESTAMPTZ '{until:%Y-%m-%d %H:%M:%S}+00'"
+
+
+def lake_queries(end: datetime, client: str, rollup: bool) -> list[Query]:
+    """The benchmark's queries on a lake whose records end at `end`, for one `client`; `rollup`: it has `client_hours`."""
+    hour_ago, day_ago = end - timedelta(hours=1), end - timedelta(days=1)
+    last_hour, last_day = partition_filter(hour_ago, end), partition_filter(day_ago, end)
+    hour_range = _time_range("timestamp", hour_ago, end)
+    per_minute = "SELECT time_bucket(INTERVAL 1 minute, timestamp) AS minute, count(*) AS errors FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
+    top = "SELECT clientip, count(*) AS requests FROM access{where} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+    top_rollup = "SELECT clientip, sum(requests)::BIGINT AS requests FROM client_hours{where} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+    one = f"SELECT timestamp, verb, request, response, bytes FROM access WHERE clientip = '{client}'{{where}} ORDER BY timestamp"
+    queries = [
+        Query("errors_per_minute_last_hour", per_minute.format(table="access", where=f"response >= 500 AND {hour_range} AND {last_hour}"),
+              "5xx per minute over the last hour, with the date/hour predicate"),
+        Query("errors_per_minute_last_hour_no_partition_predicate", per_minute.format(table="access", where=f"response >= 500 AND {hour_range}"),
+              "the same with the timestamp range only: DuckDB derives no folder filter from it"),
+        Query("errors_per_minute_last_hour_errors_dataset", per_minute.format(table="errors", where=f"{hour_range} AND {last_hour}"),
+              "the same from the route's `errors` dataset"),
+        Query("top_clients", top.format(where=""), "10 busiest clients over the whole lake: every partition, one column"),
+        Query("top_clients_last_day", top.format(where=f" WHERE {last_day}"), "10 busiest clients over the last day"),
+        Query("one_client", one.format(where=""), "one client's requests over the whole lake"),
+        Query("one_client_last_day", one.format(where=f" AND {last_day}"), "one client's requests over the last day"),
+    ]
+    if rollup:
+        days = f"date BETWEEN DATE '{day_ago:%Y-%m-%d}' AND DATE '{end:%Y-%m-%d}'"
+        queries[5:5] = [
+            Query("top_clients_rollup", top_rollup.format(where=""), "10 busiest clients over the whole lake, from the hourly client_hours rollup"),
+            Query("top_clients_rollup_last_day", top_rollup.format(where=f" WHERE {_time_range('window_start', day_ago, end)} AND {days}"),
+                  "10 busiest clients over the last day, from client_hours"),
+        ]
+    return queries
 
 
 def time_query(con: duckdb.DuckDBPyConnection, sql: str, runs: int) -> dict[str, Any]:
@@ -94,19 +129,3 @@ def evidence(con: duckdb.DuckDBPyConnection, sql: str, keep: Path) -> dict[str, 
     facts["filters"] = [line.strip(" │") for line in text.splitlines() if re.search(r"Filters:|\(date|hour [<>=]|clientip =", line)][:6]
     facts["lines"] = [line.strip(" │") for line in text.splitlines() if any(key in line for key in ("Scanning Files", "Total Files Read", "Row Groups Scanned", "Data Read"))]
     return facts
-
-
-def what_if_copies(con: duckdb.DuckDBPyConnection, target: Path) -> dict[str, Path]:
-    """Copies of `access` sorted by clientip per partition, and unsorted with DuckDB's bloom filters (see above)."""
-    copies = {"access_sorted_by_client": target / "access_sorted_by_client", "access_with_bloom_filters": target / "access_with_bloom_filters"}
-    partitions = con.sql("SELECT DISTINCT date, hour FROM access ORDER BY 1, 2").fetchall()
-    for day, hour in partitions:
-        where = f"date = DATE '{day}' AND hour = {hour}"
-        for name, order in (("access_sorted_by_client", " ORDER BY clientip, timestamp"), ("access_with_bloom_filters", "")):
-            folder = copies[name] / f"date={day}" / f"hour={hour:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            con.execute(
-                f"COPY (SELECT * EXCLUDE (date, hour) FROM access WHERE {where}{order}) TO '{folder / 'data.parquet'}' "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 10240)"
-            )
-    return copies

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from loglake.operators.parquet.encoding import ColumnEncoding
 from loglake.schemas.config import ConfigPart, SinkConfig
 from loglake.schemas.units import ByteSize, Duration, positive_duration
 
@@ -27,6 +28,11 @@ def _check_name(value: str, what: str) -> str:
     if not _NAME.match(value):
         raise ValueError(f"{what} '{value}' must start with a letter or '_' and hold only letters, digits and '_'")
     return value
+
+
+def _listed(names: list[str]) -> str:
+    """`'a' is` or `'a', 'b' are`, to start a sentence about the names."""
+    return f"{', '.join(repr(name) for name in names)} {'is' if len(names) == 1 else 'are'}"
 
 
 class CompactSchedule(ConfigPart):
@@ -85,6 +91,12 @@ class ParquetConfig(SinkConfig):
     """A file is committed this long after it was opened, so records become visible to queries."""
     row_group_size: int = Field(default=131_072, ge=1)
     """Records per Parquet row group; small batches are buffered until a group is full."""
+    sort_by: list[str] = []
+    """Columns each file's records are sorted by (ascending, nulls last), first column first: equal values sit together, which compresses better and lets queries skip row groups by their min/max statistics. Only records buffered together are sorted (see `sort_buffer`): a file may hold several sorted runs, files are not ordered among themselves, and records lose their arrival order."""
+    sort_buffer: ByteSize = Field(default="64MiB", gt=0, validate_default=True)
+    """With `sort_by`: records (Arrow bytes) a worker buffers across its open files; beyond this it sorts the records of the file written to least recently and writes them out, as it does at each commit. Larger runs compress and prune better; a worker's peak memory grows by about twice this."""
+    column_encoding: dict[str, ColumnEncoding] = {}
+    """Parquet encoding per column instead of the dictionary every column gets by default: `delta` (integers and times as differences, e.g. a growing `kafka_offset`; text as shared prefixes), `byte_stream_split` (floats and integers), `plain`; struct fields are named `geo.latitude`."""
     compact: CompactSchedule | None = None
     """Compact the dataset on a timer while the pipeline runs: `{every: 1h, min_age: 15m}`, or `true` for those defaults."""
     retention: RetentionSchedule | None = None
@@ -130,6 +142,33 @@ class ParquetConfig(SinkConfig):
             raise ValueError(f"partition names repeat: {', '.join(repeated)}")
         return value
 
+    @field_validator("sort_by")
+    @classmethod
+    def _sort_columns(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if any(not name for name in value):
+            raise ValueError("sort column names must not be empty")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"sort columns repeat: {', '.join(repeated)}")
+        partitions = [name for name in value if name in info.data.get("partition_by", ())]
+        if partitions:
+            raise ValueError(
+                f"{_listed(partitions)} in partition_by: a partition's value is its folder name, the same for a whole file"
+            )
+        return value
+
+    @field_validator("column_encoding")
+    @classmethod
+    def _encoded_columns(cls, value: dict[str, ColumnEncoding], info: ValidationInfo) -> dict[str, ColumnEncoding]:
+        if any(not name for name in value):
+            raise ValueError("column names must not be empty")
+        partitions = [name for name in value if name in info.data.get("partition_by", ())]
+        if partitions:
+            raise ValueError(
+                f"{_listed(partitions)} in partition_by: a partition's value is its folder name, not a column of its files"
+            )
+        return value
+
     @field_validator("max_file_age")
     @classmethod
     def _age_ispositive_duration(cls, value: timedelta) -> timedelta:
@@ -139,4 +178,10 @@ class ParquetConfig(SinkConfig):
     def _level_fits_codec(self) -> ParquetConfig:
         if self.compression_level is not None and self.compression in _LEVELLESS:
             raise ValueError(f"compression_level cannot be set with compression '{self.compression}'")
+        return self
+
+    @model_validator(mode="after")
+    def _sort_buffer_needs_sort_by(self) -> ParquetConfig:
+        if "sort_buffer" in self.model_fields_set and not self.sort_by:
+            raise ValueError("sort_buffer is set but sort_by is not: give the columns to sort by, or drop sort_buffer")
         return self

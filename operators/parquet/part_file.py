@@ -2,6 +2,9 @@
 
 The temporary name (`.part-….parquet.inprogress`) does not end in `.parquet`, so a reader globbing
 `**/*.parquet` sees a file only once it is complete: `commit` closes it, syncs it to disk and renames it.
+Without `sort_by`, records are written as soon as they fill a row group; with it, they stay buffered until
+the writer flushes the file (it holds `sort_buffer` across its files) or commits it, and each flush writes
+one sorted run (see `sort`), so the file's size on disk lags further behind its records.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loglake.operators.parquet.config import ParquetConfig
+from loglake.operators.parquet.encoding import writer_encodings
 from loglake.operators.parquet.lock import DatasetLock
+from loglake.operators.parquet.sort import check_sortable, even_group_rows, sort_order, sorting_columns
 
 __all__ = ["FileOptions", "PartFile", "WriteFailure", "check_codec"]
 
@@ -32,24 +37,49 @@ parallel; 64 MiB groups kept a two-sink pipeline's peak RSS over 380 MiB.
 
 @dataclass(frozen=True)
 class FileOptions:
-    """How part files are encoded and how large their row groups grow."""
+    """How part files are encoded, how large their row groups grow, and the order their records are written in."""
 
     compression: str
     compression_level: int | None
     row_group_size: int
     group_bytes: int
+    sort_by: tuple[str, ...] = ()
+    sort_buffer: int = 64 * 1024**2
+    """With `sort_by`: the records a writer buffers across its files before it writes one file's buffer out as a sorted run."""
+    column_encoding: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: ParquetConfig) -> FileOptions:
         """The options a `parquet` sink's config asks for; a row group never buffers more than one file may hold."""
         group_bytes = min(config.max_file_size, _GROUP_BYTES)
-        return cls(config.compression, config.compression_level, config.row_group_size, group_bytes)
+        return cls(
+            config.compression, config.compression_level, config.row_group_size, group_bytes,
+            tuple(config.sort_by), config.sort_buffer, dict(config.column_encoding),
+        )
+
+    def check_schema(self, schema: pa.Schema) -> None:
+        """Raise SortKeyError or EncodingError if the sort columns or column encodings do not fit `schema`'s types."""
+        check_sortable(schema, self.sort_by)
+        writer_encodings(schema, self.column_encoding)
 
     def parquet_writer(self, where: pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
-        """A ParquetWriter with these options."""
+        """A ParquetWriter with these options (whose row groups, with `sort_by`, must be written by `write_run`)."""
+        use_dictionary, column_encoding = writer_encodings(schema, self.column_encoding)
         return pq.ParquetWriter(
-            where, schema, compression=self.compression, compression_level=self.compression_level
+            where, schema, compression=self.compression, compression_level=self.compression_level,
+            use_dictionary=use_dictionary, column_encoding=column_encoding, sorting_columns=sorting_columns(schema, self.sort_by),
         )
+
+    def write_run(self, writer: pq.ParquetWriter, table: pa.Table) -> None:
+        """Write `table` sorted by `sort_by`, in row groups of even size within `row_group_size` and `group_bytes`.
+
+        Rows are gathered one row group at a time, so the sorted copy never holds more than one group.
+        """
+        rows = even_group_rows(table.num_rows, table.nbytes, self.row_group_size, self.group_bytes)
+        order = sort_order(table, self.sort_by)
+        for start in range(0, table.num_rows, rows):
+            group = table.slice(start, rows) if order is None else table.take(order.slice(start, rows))
+            writer.write_table(group, row_group_size=rows)
 
 
 class WriteFailure(Exception):
@@ -80,6 +110,7 @@ class PartFile:
         self.temp_path = folder / f".{name}.inprogress"
         self.schema = schema
         self.opened_at = time.monotonic()
+        self.appended_at = time.monotonic_ns()
         self.rows = 0
         self.buffered_bytes = 0
         self._options = options
@@ -88,6 +119,7 @@ class PartFile:
         self._buffered_rows = 0
         self._sink: pa.NativeFile | None = None
         self._writer: pq.ParquetWriter | None = None
+        options.check_schema(schema)
 
     @property
     def size(self) -> int:
@@ -95,21 +127,32 @@ class PartFile:
         return self._sink.tell() if self._sink is not None else 0
 
     def append(self, batch: pa.RecordBatch) -> None:
-        """Buffer records (already fitted to `schema`); full row groups are written out."""
+        """Buffer records (already fitted to `schema`); without `sort_by`, full row groups are written out."""
         self._buffer.append(batch)
+        self.appended_at = time.monotonic_ns()
         self.rows += batch.num_rows
         self._buffered_rows += batch.num_rows
         self.buffered_bytes += batch.nbytes
+        if self._options.sort_by:
+            return
         if self.buffered_bytes >= self._options.group_bytes:
             self.flush()
         elif self._buffered_rows >= self._options.row_group_size:
             self.flush(whole_groups_only=True)
 
     def flush(self, whole_groups_only: bool = False) -> None:
-        """Write buffered records as row groups of at most `row_group_size` (keeping a partial one if asked)."""
+        """Write buffered records as row groups of at most `row_group_size` (keeping a partial one if asked).
+
+        With `sort_by`, every buffered record is written, as one sorted run.
+        """
         if not self._buffer:
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        if self._options.sort_by:
+            self._buffer, self._buffered_rows, self.buffered_bytes = [], 0, 0
+            with self._io():
+                self._options.write_run(self._open_writer(), table)
+            return
         group = self._options.row_group_size
         count = table.num_rows - (table.num_rows % group if whole_groups_only else 0)
         if count:

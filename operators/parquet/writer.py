@@ -26,10 +26,12 @@ import pyarrow as pa
 
 from loglake.operators.parquet.align import align_batch, next_schema
 from loglake.operators.parquet.config import ParquetConfig
+from loglake.operators.parquet.encoding import EncodingError
 from loglake.operators.parquet.lineage import FinalMark, parse_part_name
 from loglake.operators.parquet.lock import DatasetLock
 from loglake.operators.parquet.part_file import FileOptions, PartFile, WriteFailure
 from loglake.operators.parquet.partitions import PartitionKeyError, split_by_partition
+from loglake.operators.parquet.sort import SortKeyError
 from loglake.schemas.errors import TerminalError
 from loglake.schemas.records import fill_missing_timestamps
 from loglake.schemas.stage import NodeContext
@@ -39,7 +41,8 @@ __all__ = ["ParquetSinkWriter", "remove_writer_files"]
 log = logging.getLogger(__name__)
 
 _MAX_BUFFERED_BYTES = 64 * 1024**2
-"""Records a writer holds in memory across all partitions before it writes the largest buffers out (four full row groups)."""
+"""Records a writer holds in memory across all partitions before it writes the largest buffers out (four full row
+groups); a sink with `sort_by` holds its `sort_buffer` instead."""
 _MAX_OPEN_FILES = 256
 """Open files per writer; beyond this the oldest is committed (a partition column with many values)."""
 
@@ -66,6 +69,7 @@ class ParquetSinkWriter:
         self._lock = DatasetLock(dataset_dir)
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
+        self._max_buffered = options.sort_buffer if options.sort_by else _MAX_BUFFERED_BYTES
         if resume is not None:
             self._sequence = int(resume["sequence"])
             removed = remove_writer_files(dataset_dir, writer_id, after=self._sequence)
@@ -161,10 +165,18 @@ class ParquetSinkWriter:
             self._commit(folder)
 
     def _bound_memory(self) -> None:
-        """Write out the largest buffers while the writer holds more than `_MAX_BUFFERED_BYTES`."""
+        """Write out buffers while the writer holds more than it may (see `_MAX_BUFFERED_BYTES`).
+
+        The largest buffer goes first; with `sort_by`, the file written to least recently (an hour that has
+        ended and only gets late records), so the file still growing keeps its sorted run as long as it can.
+        """
         total = sum(part.buffered_bytes for part in self._files.values())
-        for part in sorted(self._files.values(), key=lambda p: p.buffered_bytes, reverse=True):
-            if total <= _MAX_BUFFERED_BYTES:
+        if self._options.sort_by:
+            order = sorted(self._files.values(), key=lambda p: p.appended_at)
+        else:
+            order = sorted(self._files.values(), key=lambda p: p.buffered_bytes, reverse=True)
+        for part in order:
+            if total <= self._max_buffered:
                 break
             total -= part.buffered_bytes
             part.flush()
@@ -174,7 +186,7 @@ class ParquetSinkWriter:
         """Turn a write failure into an aborted writer and a `TerminalError` naming the node and the file."""
         try:
             yield
-        except (WriteFailure, PartitionKeyError) as exc:
+        except (WriteFailure, PartitionKeyError, SortKeyError, EncodingError) as exc:
             self.abort()
             raise TerminalError(str(exc), node=self._ctx.node) from exc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -30,12 +31,12 @@ def parsed_access_log() -> pa.RecordBatch:
     return build_stage("{type: apache_combined}").process(batch_of(message=lines)).main
 
 
-def write_small_files(lake: Path, rows: pa.RecordBatch, per_file: int, dataset: str = "access") -> Path:
-    """Write `rows` with a real `parquet` sink that commits a file every `per_file` records."""
+def write_small_files(lake: Path, rows: pa.RecordBatch, per_file: int, dataset: str = "access", **options: object) -> Path:
+    """Write `rows` with a real `parquet` sink that commits a file every `per_file` records (and has `options`)."""
     from loglake.operators.parquet import ParquetSink
     from loglake.operators.parquet.config import ParquetConfig
 
-    config = ParquetConfig.model_validate({"type": "parquet", "dataset": dataset, "max_file_rows": per_file})
+    config = ParquetConfig.model_validate({"type": "parquet", "dataset": dataset, "max_file_rows": per_file, **options})
     sink = ParquetSink(config, NodeContext(node="lake", base_dir=lake.parent, lake_dir=lake))
     writer = sink.open(0, 1)
     for start in range(0, rows.num_rows, 1000):
@@ -74,6 +75,33 @@ def test_small_files_are_merged_with_every_row_kept_in_order(tmp_path: Path) -> 
     assert result.rows == sum(len(rows) for folder, rows in before.items() if files_in(before_files, folder) > 1)
     assert rows_by_partition(dataset) == before
     assert not list(tmp_path.glob("lake/.access.staging/*")), "staging folders are cleaned up"
+
+
+def test_a_sorted_dataset_is_merged_into_sorted_files(tmp_path: Path) -> None:
+    """Merged files of a sink with `sort_by` are sorted again (a concatenation of sorted files is not sorted)."""
+    from loglake.operators.parquet.config import ParquetConfig
+    from loglake.pipelines.maintenance import LakeDataset
+
+    dataset = write_small_files(tmp_path / "lake", parsed_access_log(), per_file=100, sort_by=["clientip"])
+    before_files = parquet_files(dataset)
+    before = rows_by_partition(dataset)
+    config = ParquetConfig.model_validate({"type": "parquet", "dataset": "access", "sort_by": ["clientip"]})
+    options = LakeDataset("access", dataset, tmp_path / "lake", config).compaction_options(min_age=timedelta(0))
+    result = compact_dataset(dataset, (tmp_path / "lake", "access"), options)
+
+    after_files = parquet_files(dataset)
+    assert result.files_in >= 2 * result.files_out > 0 and len(after_files) == len(leaf_partitions(dataset))
+    assert {folder: Counter(rows) for folder, rows in rows_by_partition(dataset).items()} == {
+        folder: Counter(rows) for folder, rows in before.items()
+    }
+    merged = [path for path in after_files if path not in before_files]
+    assert merged
+    for path in merged:
+        clients = pq.read_table(path, columns=["clientip"]).column("clientip").to_pylist()
+        assert clients == sorted(clients), path
+        metadata = pq.ParquetFile(path).metadata
+        [order] = metadata.row_group(0).sorting_columns
+        assert metadata.schema.column(order.column_index).path == "clientip"
 
 
 def test_a_dry_run_counts_but_changes_nothing(tmp_path: Path) -> None:
