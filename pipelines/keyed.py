@@ -21,6 +21,7 @@ from bytewax import operators as op
 from bytewax.dataflow import Stream
 
 from loglake.pipelines.compile import Pairs, flush_stage, output_pairs, run_stage, tagged
+from loglake.pipelines.worker_keys import bucket_keys
 from loglake.schemas.stage import NodeContext, StageOutput, ended_partition, partition_of
 
 __all__ = ["is_keyed_stage", "keyed_stage_step"]
@@ -61,14 +62,16 @@ def keyed_stage_step(
     back from the start until it sends, ends or idles (a reader that starts late makes nothing late).
     """
 
+    keys = bucket_keys(buckets)  # bucket i on worker i: the groups spread over every worker
+
     def split(batch: pa.RecordBatch) -> list[tuple[str, _Piece]]:
         if batch.num_rows == 0:
             partition = ended_partition(batch) or ""
-            return [(str(index), _Piece(batch, partition, None, True, index == 0)) for index in range(buckets)]
+            return [(keys[index], _Piece(batch, partition, None, True, index == 0)) for index in range(buckets)]
         partition = partition_of(batch) or ""
         progress = stage.progress(batch)
         parts = stage.route(batch, buckets)
-        return [(str(index), _Piece(part, partition, progress, False, False)) for index, part in enumerate(parts)]
+        return [(keys[index], _Piece(part, partition, progress, False, False)) for index, part in enumerate(parts)]
 
     def step(state: Any | None, piece: _Piece) -> tuple[Any, list[Pairs]]:
         now = datetime.now(timezone.utc)
