@@ -145,28 +145,16 @@ class ParquetConfig(SinkConfig):
     @field_validator("sort_by")
     @classmethod
     def _sort_columns(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if any(not name for name in value):
-            raise ValueError("sort column names must not be empty")
+        _named_outside_partitions(value, info, "sort column", "the same for a whole file")
         repeated = sorted({name for name in value if value.count(name) > 1})
         if repeated:
             raise ValueError(f"sort columns repeat: {', '.join(repeated)}")
-        partitions = [name for name in value if name in info.data.get("partition_by", ())]
-        if partitions:
-            raise ValueError(
-                f"{_listed(partitions)} in partition_by: a partition's value is its folder name, the same for a whole file"
-            )
         return value
 
     @field_validator("column_encoding")
     @classmethod
     def _encoded_columns(cls, value: dict[str, ColumnEncoding], info: ValidationInfo) -> dict[str, ColumnEncoding]:
-        if any(not name for name in value):
-            raise ValueError("column names must not be empty")
-        partitions = [name for name in value if name in info.data.get("partition_by", ())]
-        if partitions:
-            raise ValueError(
-                f"{_listed(partitions)} in partition_by: a partition's value is its folder name, not a column of its files"
-            )
+        _named_outside_partitions(list(value), info, "column", "not a column of its files")
         return value
 
     @field_validator("max_file_age")
@@ -185,3 +173,12 @@ class ParquetConfig(SinkConfig):
         if "sort_buffer" in self.model_fields_set and not self.sort_by:
             raise ValueError("sort_buffer is set but sort_by is not: give the columns to sort by, or drop sort_buffer")
         return self
+
+
+def _named_outside_partitions(names: list[str], info: ValidationInfo, what: str, why: str) -> None:
+    """Every name non-empty and none a `partition_by` column (whose value is the folder's name: `why`)."""
+    if any(not name for name in names):
+        raise ValueError(f"{what} names must not be empty")
+    partitions = [name for name in names if name in info.data.get("partition_by", ())]
+    if partitions:
+        raise ValueError(f"{_listed(partitions)} in partition_by: a partition's value is its folder name, {why}")
