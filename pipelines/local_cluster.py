@@ -34,6 +34,8 @@ __all__ = ["ClusterFailed", "run_local_cluster", "process_command", "write_resul
 _STOP_GRACE_S = 30.0
 """How long the other processes get to stop cleanly after one failed, before they are killed."""
 _POLL_S = 0.2
+SPEC_EXIT_STATUS = 2
+"""A process's exit status for a configuration error: every process finds it, process 0 alone reports it."""
 
 
 class ClusterFailed(TerminalError):
@@ -97,6 +99,11 @@ def _wait_for_all(children: list[subprocess.Popen[bytes]]) -> tuple[int, int] | 
         codes = [child.poll() for child in children]
         failed = next(((index, code) for index, code in enumerate(codes) if code not in (None, 0)), None)
         if failed is not None:
+            if failed[1] == SPEC_EXIT_STATUS:  # let process 0 finish reporting the configuration's problems
+                try:
+                    children[0].wait(_STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
             _stop(children)
             return failed
         if all(code == 0 for code in codes):
