@@ -1,0 +1,82 @@
+"""Benchmark: where the CPU goes when the nginx pipeline runs as one process or as two (the 1.7× question).
+
+Produces `--lines` generated lines (nginx/data.py) to a 2-partition topic on the local broker, then alternates
+`loglake run benchmarks/nginx/pipeline.yaml -w 1` and two processes of one worker (`-i/-a`, what
+`--processes 2` starts), `--runs` times each. Per run: wall seconds, the loglake processes' CPU seconds
+(user + system, from `wait4`), and the broker's CPU seconds (from /proc), against the CPU seconds the two
+cores offered. Appended to benchmarks/results/nginx_cpu.jsonl.
+
+    python benchmarks/nginx_cpu.py [--lines 1000000] [--runs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nginx.children import BENCHMARKS  # type: ignore[import-not-found]
+from nginx.data import WORK, make_input  # type: ignore[import-not-found]
+from recording import header, record  # type: ignore[import-not-found]
+
+from loglake.pipelines.broker import free_port, start_broker
+
+PIPELINE = BENCHMARKS / "nginx" / "pipeline.yaml"
+TOPIC = "nginx-access"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measure(processes: int, brokers: str, broker_pid: int, lake: Path) -> dict[str, float]:
+    env = {**os.environ, "NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(lake)}
+    command = [sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", "1"]
+    if processes > 1:
+        addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        commands = [[*command, "-i", str(index), "-a", addresses] for index in range(processes)]
+    else:
+        commands = [command]
+    broker_before, started = _cpu_seconds(broker_pid), time.perf_counter()
+    children = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for argv in commands]
+    cpu = 0.0
+    for child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"{' '.join(commands[0])} failed")
+        cpu += usage.ru_utime + usage.ru_stime
+    wall = time.perf_counter() - started
+    return {"wall_s": round(wall, 2), "loglake_cpu_s": round(cpu, 2), "broker_cpu_s": round(_cpu_seconds(broker_pid) - broker_before, 2),
+            "cpu_offered_s": round(wall * (os.cpu_count() or 1), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=2)
+    args = parser.parse_args()
+    source, facts = make_input(args.lines, False)
+    runs: dict[str, list[dict[str, float]]] = {"1 process": [], "2 processes": []}
+    with start_broker(log_file=WORK / "nginx-cpu-broker.log") as broker:
+        subprocess.run([sys.executable, "-m", "nginx.produce", broker.bootstrap, TOPIC, "2", str(source)], cwd=BENCHMARKS, check=True, capture_output=True)
+        broker_pid = int(subprocess.run(["pgrep", "-n", "-f", f"tansu.*{broker.bootstrap}"], capture_output=True, text=True).stdout.split()[0])
+        for index in range(args.runs):
+            for name, count in (("1 process", 1), ("2 processes", 2)):
+                runs[name].append(_measure(count, broker.bootstrap, broker_pid, WORK / "nginx-cpu" / f"{index}-{count}"))
+                print(f"{name}: {runs[name][-1]}", file=sys.stderr)
+    result: dict[str, Any] = {**header(lines=args.lines, runs=args.runs, input=facts), "runs": runs,
+                              "speedup_per_round": [round(one["wall_s"] / two["wall_s"], 2) for one, two in zip(runs["1 process"], runs["2 processes"])],
+                              "cpu_ratio_median": round(statistics.median(two["loglake_cpu_s"] / one["loglake_cpu_s"] for one, two in zip(runs["1 process"], runs["2 processes"])), 2)}
+    record("nginx_cpu", result)
+    print(f"speed-up per round {result['speedup_per_round']}; CPU seconds of 2 processes ÷ 1: {result['cpu_ratio_median']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
