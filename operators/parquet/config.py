@@ -137,18 +137,14 @@ class ParquetConfig(SinkConfig):
     def _partitions_are_names(cls, value: list[str]) -> list[str]:
         for name in value:
             _check_name(name, "partition name")
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"partition names repeat: {', '.join(repeated)}")
+        _no_repeats(value, "partition names")
         return value
 
     @field_validator("sort_by")
     @classmethod
     def _sort_columns(cls, value: list[str], info: ValidationInfo) -> list[str]:
         _named_outside_partitions(value, info, "sort column", "the same for a whole file")
-        repeated = sorted({name for name in value if value.count(name) > 1})
-        if repeated:
-            raise ValueError(f"sort columns repeat: {', '.join(repeated)}")
+        _no_repeats(value, "sort columns")
         return value
 
     @field_validator("column_encoding")
@@ -182,3 +178,9 @@ def _named_outside_partitions(names: list[str], info: ValidationInfo, what: str,
     partitions = [name for name in names if name in info.data.get("partition_by", ())]
     if partitions:
         raise ValueError(f"{_listed(partitions)} in partition_by: a partition's value is its folder name, {why}")
+
+
+def _no_repeats(names: list[str], what: str) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{what} repeat: {', '.join(repeated)}")
