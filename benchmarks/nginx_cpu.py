@@ -16,15 +16,14 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from nginx.children import BENCHMARKS  # type: ignore[import-not-found]
+from nginx.children import BENCHMARKS, loglake_run_commands, run_children  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
 from recording import header, record  # type: ignore[import-not-found]
 
-from loglake.pipelines.broker import free_port, start_broker
+from loglake.pipelines.broker import start_broker
 
 PIPELINE = BENCHMARKS / "nginx" / "pipeline.yaml"
 TOPIC = "nginx-access"
@@ -36,25 +35,12 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measure(processes: int, brokers: str, broker_pid: int, lake: Path) -> dict[str, float]:
-    env = {**os.environ, "NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(lake)}
-    command = [sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", "1"]
-    if processes > 1:
-        addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-        commands = [[*command, "-i", str(index), "-a", addresses] for index in range(processes)]
-    else:
-        commands = [command]
-    broker_before, started = _cpu_seconds(broker_pid), time.perf_counter()
-    children = [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for argv in commands]
-    cpu = 0.0
-    for child in children:
-        _, status, usage = os.wait4(child.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(commands[0])} failed")
-        cpu += usage.ru_utime + usage.ru_stime
-    wall = time.perf_counter() - started
-    return {"wall_s": round(wall, 2), "loglake_cpu_s": round(cpu, 2), "broker_cpu_s": round(_cpu_seconds(broker_pid) - broker_before, 2),
-            "cpu_offered_s": round(wall * (os.cpu_count() or 1), 2)}
+def _measure(processes: int, brokers: str, broker_pid: int, folder: Path) -> dict[str, float]:
+    env = {"NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(folder / "lake")}
+    broker_before = _cpu_seconds(broker_pid)
+    run = run_children(loglake_run_commands(PIPELINE, 1, processes), [folder / f"run-{index}.log" for index in range(processes)], env)
+    return {"wall_s": round(run.wall_s, 2), "loglake_cpu_s": round(run.cpu_s, 2), "broker_cpu_s": round(_cpu_seconds(broker_pid) - broker_before, 2),
+            "cpu_offered_s": round(run.wall_s * (os.cpu_count() or 1), 2)}
 
 
 def main() -> None:

@@ -48,11 +48,11 @@ import sys
 import time
 from typing import Any
 
-from nginx.children import BENCHMARKS, Run, loglake_summary, merge_summaries, run_child, run_children  # type: ignore[import-not-found]
+from nginx.children import BENCHMARKS, Run, loglake_run_commands, loglake_summary, merge_summaries, run_child, run_children  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
 from recording import header, record, spread  # type: ignore[import-not-found]
 
-from loglake.pipelines.broker import free_port, start_broker
+from loglake.pipelines.broker import start_broker
 
 PIPELINE = BENCHMARKS / "nginx" / "pipeline.yaml"
 TOPIC = "nginx-access"
@@ -65,7 +65,8 @@ def run_loglake(brokers: str, workers: int) -> Run:
     out = RUNS_DIR / f"loglake-w{workers}"
     shutil.rmtree(out, ignore_errors=True)
     env = {"NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(out / "lake")}
-    run = run_child([sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", str(workers)], out / "run.log", env)
+    [command] = loglake_run_commands(PIPELINE, workers)
+    run = run_child(command, out / "run.log", env)
     run.facts = loglake_summary(run.output)
     return run
 
@@ -75,10 +76,7 @@ def run_loglake_cluster(brokers: str, processes: int) -> Run:
     out = RUNS_DIR / f"loglake-p{processes}"
     shutil.rmtree(out, ignore_errors=True)
     env = {"NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(out / "lake")}
-    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    command = [sys.executable, "-m", "loglake.pipelines.cli", "run", str(PIPELINE), "-w", "1", "-a", addresses]
-    run = run_children([[*command, "-i", str(index)] for index in range(processes)],
-                       [out / f"run-{index}.log" for index in range(processes)], env)
+    run = run_children(loglake_run_commands(PIPELINE, 1, processes), [out / f"run-{index}.log" for index in range(processes)], env)
     run.facts = merge_summaries([loglake_summary(part) for part in run.output.split("\n=== ")])
     return run
 

@@ -11,46 +11,41 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Run", "BENCHMARKS", "run_child", "run_children", "loglake_summary", "merge_summaries"]
+__all__ = ["Run", "BENCHMARKS", "run_child", "run_children", "loglake_run_commands", "loglake_summary", "merge_summaries"]
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
 
 
 @dataclass
 class Run:
-    """One measured child: wall seconds, peak RSS in MiB, its output, and what was read off that output."""
+    """One measured child (or cluster of children): wall seconds, peak RSS in MiB, CPU seconds, its output, and
+    what was read off that output."""
 
     wall_s: float
     rss_mib: int
     output: str
+    cpu_s: float = 0.0
+    """User + system CPU seconds of the child processes (not of their own children)."""
     facts: dict[str, Any] = field(default_factory=dict)
 
 
 def run_child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Run:
     """Run `argv` from benchmarks/ (so `-m nginx.…` resolves), its stdout and stderr into `log`; stop on failure."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w+b") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=BENCHMARKS, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv)} failed (log: {log}):\n{text[-4000:]}")
-    return Run(elapsed, usage.ru_maxrss // 1024, text)
+    return run_children([argv], [log], env)
 
 
 def run_children(argvs: list[list[str]], logs: list[Path], env: dict[str, str] | None = None) -> Run:
-    """Run several processes at once (a cluster); wall time until the last exits, RSS the sum of their peaks.
+    """Run processes side by side (a cluster, or just one); wall time until the last exits, RSS the sum of their peaks.
 
     The processes run side by side for the whole run, so the sum of their peaks bounds what they held at
-    once; the outputs are joined in process order, each after a `=== <log>` line.
+    once. With several, the outputs are joined in process order, each after a `=== <log>` line. The first
+    failure stops the others and the benchmark.
     """
     started = time.perf_counter()
     files = []
@@ -61,13 +56,15 @@ def run_children(argvs: list[list[str]], logs: list[Path], env: dict[str, str] |
         processes.append(subprocess.Popen(argv, stdout=files[-1], stderr=subprocess.STDOUT, cwd=BENCHMARKS, env={**os.environ, **(env or {})}))
     failed: list[str] = []
     peak_kib = 0
+    cpu_s = 0.0
     texts = []
     try:
         for argv, process, out, log in zip(argvs, processes, files, logs):
             _, status, usage = os.wait4(process.pid, 0)
             peak_kib += usage.ru_maxrss
+            cpu_s += usage.ru_utime + usage.ru_stime
             out.seek(0)
-            texts.append(f"=== {log}\n" + out.read().decode("utf-8", "replace"))
+            texts.append(out.read().decode("utf-8", "replace"))
             if os.waitstatus_to_exitcode(status) != 0:
                 failed.append(f"{' '.join(argv)} failed (log: {log}):\n{texts[-1][-4000:]}")
                 for other in processes:
@@ -78,7 +75,20 @@ def run_children(argvs: list[list[str]], logs: list[Path], env: dict[str, str] |
             out.close()
     if failed:
         raise SystemExit("\n".join(failed))
-    return Run(time.perf_counter() - started, peak_kib // 1024, "\n".join(texts))
+    output = texts[0] if len(texts) == 1 else "\n".join(f"=== {log}\n{text}" for log, text in zip(logs, texts))
+    return Run(time.perf_counter() - started, peak_kib // 1024, output, cpu_s)
+
+
+def loglake_run_commands(pipeline: Path, workers: int = 1, processes: int = 1) -> list[list[str]]:
+    """`loglake run pipeline -w workers`, or one such command per process of a loopback cluster (`-i K -a …`,
+    what `loglake run --processes` starts, without its launcher, so each process's peak RSS is measured)."""
+    from loglake.pipelines.broker import free_port  # the launcher imports nothing heavy (see the module docs)
+
+    command = [sys.executable, "-m", "loglake.pipelines.cli", "run", str(pipeline), "-w", str(workers)]
+    if processes == 1:
+        return [command]
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    return [[*command, "-i", str(index), "-a", addresses] for index in range(processes)]
 
 
 _HEADLINE = re.compile(r"finished in ([0-9.]+) s: ([0-9,]+) records read")
