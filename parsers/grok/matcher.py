@@ -1,8 +1,8 @@
 """Matching distinct lines against compiled patterns and turning the captures into typed Arrow columns.
 
-The hot loop is one `search` and one `groups()` call per line; the tuples of captured strings become one
-Arrow struct array in one call, and everything after (empty captures, repeated names, conversions,
-nesting) is vectorised over whole columns.
+The hot loop is one `search` and one `groups()` call per line (the search chosen by the line's class, see
+`compiler`); the tuples of captured strings become one Arrow struct array in one call, and everything after
+(empty captures, repeated names, conversions, nesting) is vectorised over whole columns.
 
 The loop stays in Python on purpose: Arrow's vectorised `extract_regex` (RE2) rejects the lookarounds and
 atomic groups of the grok library (IPORHOST, NUMBER, QS), and even a pattern relaxed for it extracted
@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loglake.parsers.grok.compiler import Compiled, Kind, field_path
+from loglake.parsers.grok.compiler import ASCII, NO_BACKSLASH, NOT_ASCII, Compiled, Kind, field_path
 from loglake.schemas.errors import ConfigError
 
 __all__ = ["Capture", "Parsed", "Matcher"]
@@ -109,6 +110,7 @@ class Matcher:
         )
         _check_paths(self.captures)
         self._any_fast = any(pattern.fast for pattern in self.patterns)
+        self._any_unescaped = any(pattern.unescaped is not None for pattern in self.patterns)
 
     def types(self) -> dict[str, pa.DataType]:
         """The type of each top-level column `parse` gives (nested names as structs), in order."""
@@ -120,40 +122,61 @@ class Matcher:
 
     def parse(self, lines: pa.Array) -> Parsed:
         """Match each (distinct, non-null) line of a string array; captures as columns, failures by position."""
-        values: list[str] = lines.to_pylist()
-        reference_only = self._reference_only(lines)
-        rows, missed = self._match(values, reference_only)
+        rows = self._rows(lines)
+        missed = [index for index, row in enumerate(rows) if row is None] if None in rows else []
         slots = pa.array(rows, self._row_type).flatten() if self.width else []
         problems: dict[int, str] = {}
         flat = [(capture, self._column(capture, slots, problems)) for capture in self.captures]
         return Parsed(_nest(flat), missed, problems)
 
-    def _reference_only(self, lines: pa.Array) -> list[bool] | None:
-        """Which lines only `regex` may match (not ASCII: see the compiler's docs); None when there are none."""
-        if not self._any_fast or len(lines) == 0 or pc.all(pc.string_is_ascii(lines)).as_py():
-            return None
-        flags: list[bool] = pc.invert(pc.string_is_ascii(lines)).to_pylist()
-        return flags
+    def _rows(self, lines: pa.Array) -> list[Row | None]:
+        """Each line's captures in the row layout (None where no pattern matched), each read by its class's search.
 
-    def _match(self, values: list[str], reference_only: list[bool] | None) -> tuple[list[Row | None], list[int]]:
-        """Each value's captures in the row layout (None where no pattern matched), and where none did.
+        All lines go through the commonest class's search in one pass, then the few of other classes again.
+        """
+        values: list[str] = lines.to_pylist()
+        line_classes = self._line_classes(lines)
+        if line_classes is None:
+            return self._match(values, NO_BACKSLASH)
+        counts = np.bincount(line_classes, minlength=3)
+        common = int(counts.argmax())
+        rows = self._match(values, common)
+        for line_class in np.flatnonzero(counts).tolist():
+            if line_class != common:
+                positions = np.flatnonzero(line_classes == line_class).tolist()
+                for index, row in zip(positions, self._match([values[index] for index in positions], line_class)):
+                    rows[index] = row
+        return rows
+
+    def _line_classes(self, lines: pa.Array) -> np.ndarray | None:
+        """Each line's class (`compiler.NO_BACKSLASH`, `ASCII`, `NOT_ASCII`), or None when all are `NO_BACKSLASH`.
+
+        Only classes some pattern reads with another search are told apart: when no pattern has an `re`
+        search (or no backslash-free twin), the non-ASCII lines (or those with a backslash) are not looked for.
+        """
+        not_ascii = None
+        if self._any_fast and len(lines) and not pc.all(pc.string_is_ascii(lines)).as_py():
+            not_ascii = pc.invert(pc.string_is_ascii(lines)).to_numpy(zero_copy_only=False)
+        backslash = _lines_holding(lines, ord("\\")) if self._any_unescaped else None
+        if not_ascii is None and backslash is None:
+            return None
+        line_classes = np.zeros(len(lines), dtype=np.int8)
+        if backslash is not None:
+            line_classes[backslash] = ASCII
+        if not_ascii is not None:
+            line_classes[not_ascii] = NOT_ASCII
+        return line_classes
+
+    def _match(self, values: list[str], line_class: int) -> list[Row | None]:
+        """Each value's captures in the row layout, None where no pattern matched; all values of one class.
 
         Each match object is dropped as soon as its groups are read, so the collector has little to do.
         """
-        if len(self._plans) == 1 and reference_only is None and self._plans[0][0].exact and self._plans[0][1] is None:
-            search = self._plans[0][0].search
-            rows: list[Row | None] = [match.groups() if match else None for match in map(search, values)]
-        else:
-            rows = [self._first_match(value, reference_only is not None and reference_only[index]) for index, value in enumerate(values)]
-        return rows, ([index for index, row in enumerate(rows) if row is None] if None in rows else [])
-
-    def _first_match(self, value: str, reference_only: bool) -> Row | None:
-        for pattern, project in self._plans:
-            match = (pattern.reference if reference_only else pattern.search)(value)
-            if match is not None:
-                groups = pattern.groups(match)
-                return groups if project is None else project(groups)
-        return None
+        if len(self._plans) == 1 and self._plans[0][0].exact and self._plans[0][1] is None:
+            search = self._plans[0][0].searcher(line_class)
+            return [match.groups() if match else None for match in map(search, values)]
+        plans = [(pattern, pattern.searcher(line_class), project) for pattern, project in self._plans]
+        return [_first_match(value, plans) for value in values]
 
     def _column(self, capture: Capture, slots: list[pa.Array], problems: dict[int, str]) -> pa.Array:
         """One capture's values: empty captures null (unless kept), the first non-empty of repeats, converted."""
@@ -164,6 +187,33 @@ class Matcher:
         if capture.kind == "string":
             return column
         return _convert(column, capture, problems)
+
+
+def _lines_holding(lines: pa.Array, byte: int) -> np.ndarray | None:
+    """Which lines hold an ASCII `byte` (a bool per line), None when none does: one vectorised pass over the text."""
+    if not pa.types.is_large_string(lines.type):
+        lines = lines.cast(pa.string())
+    _, offsets_buffer, data = lines.buffers()
+    if data is None:
+        return None
+    offsets = np.frombuffer(offsets_buffer, np.int64 if pa.types.is_large_string(lines.type) else np.int32)
+    offsets = offsets[lines.offset : lines.offset + len(lines) + 1]
+    hits = np.flatnonzero(np.frombuffer(data, np.uint8)[offsets[0] : offsets[-1]] == byte)
+    if hits.size == 0:
+        return None
+    holding = np.zeros(len(lines), dtype=bool)
+    holding[np.searchsorted(offsets, hits + offsets[0], side="right") - 1] = True
+    return holding
+
+
+def _first_match(value: str, plans: list[tuple[Compiled, Callable[[str], Any], Callable[[Row], Row] | None]]) -> Row | None:
+    """The captures of the first pattern that matches `value` (each with the search for its class), in the row layout."""
+    for pattern, search, project in plans:
+        match = search(value)
+        if match is not None:
+            groups = pattern.groups(match)
+            return groups if project is None else project(groups)
+    return None
 
 
 def _empty_as_null(column: pa.Array) -> pa.Array:

@@ -19,6 +19,7 @@ from pydantic import Field
 from loglake.parsers.columns import ParsedRows, finish, lines_of, quote_line
 from loglake.parsers.grok.compiler import Kind, capture_syntax, compile_pattern, expand_grok
 from loglake.parsers.grok.library import load_library
+from loglake.parsers.grok.speedups import backslash_free_library, faster_library
 from loglake.parsers.grok.matcher import Matcher, Parsed
 from loglake.schemas.config import StageConfig
 from loglake.schemas.errors import ConfigError
@@ -67,10 +68,13 @@ def grok_matcher(patterns: Sequence[str], library: Mapping[str, str], kinds: Map
         ConfigError: with `field` `patterns.<index>`, naming the pattern and what is wrong with it.
     """
     found: dict[str, Kind] = dict(kinds or {})
+    faster, backslash_free = faster_library(library), backslash_free_library(library)
     compiled = []
     for index, pattern in enumerate(patterns):
         try:
-            compiled.append(compile_pattern(pattern, expand_grok(pattern, library, found)))
+            text = expand_grok(pattern, faster, found)
+            twin = expand_grok(pattern, backslash_free, dict(found))
+            compiled.append(compile_pattern(pattern, text, twin if twin != text else None))
         except ConfigError as exc:
             raise ConfigError(f"grok pattern {pattern!r}: {exc.message}", field=f"patterns.{index}") from None
     try:
