@@ -1,11 +1,12 @@
-"""`loglake dev-broker`: a local Kafka-protocol broker in the foreground, for trying pipelines without Kafka."""
+"""`loglake dev-broker`: a local Kafka-protocol broker in the foreground, for trying pipelines without Kafka.
+
+Every `loglake` command imports this module to build its parser, so the broker is imported when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
-
-from loglake.pipelines.broker import start_broker
 
 __all__ = ["add_dev_broker_command"]
 
@@ -22,6 +23,8 @@ def add_dev_broker_command(commands: Any) -> None:
 
 
 def _cmd_dev_broker(args: argparse.Namespace) -> int:
+    from loglake.pipelines.broker import start_broker
+
     broker = start_broker(args.host, args.port)
     print(f"broker listening on {broker.bootstrap} (pid {broker.pid}); messages live in memory only. Ctrl-C to stop.", flush=True)
     print(f"  produce:  loglake produce --brokers {broker.bootstrap} --topic app-logs FILE", flush=True)

@@ -18,7 +18,7 @@ from rich.table import Table
 from loglake.pipelines.broker_cli import add_dev_broker_command
 from loglake.pipelines.maintenance_cli import add_maintenance_commands
 from loglake.pipelines.parse_cli import add_parse_command
-from loglake.pipelines.pipeline_tests import add_test_command
+from loglake.pipelines.pipeline_tests_cli import add_test_command
 from loglake.pipelines.produce_cli import add_produce_command
 from loglake.pipelines.replay_cli import add_replay_command
 from loglake.schemas.errors import LoglakeError, SpecError, UsageError

@@ -1,17 +1,21 @@
-"""`loglake compact` and `loglake retention`: lake maintenance by hand (pipelines can also schedule both)."""
+"""`loglake compact` and `loglake retention`: lake maintenance by hand (pipelines can also schedule both).
+
+Every `loglake` command imports this module to build its parser, so the maintenance code (pyarrow, the
+Parquet sink's settings) is imported by the commands' handlers.
+"""
 
 from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loglake.pipelines.compaction import compact_dataset
-from loglake.pipelines.maintenance import LakeDataset, find_dataset
-from loglake.pipelines.retention import drop_older_than
 from loglake.schemas.errors import UsageError
 from loglake.schemas.units import parse_duration, parse_size
+
+if TYPE_CHECKING:
+    from loglake.pipelines.maintenance import LakeDataset
 
 __all__ = ["add_maintenance_commands"]
 
@@ -39,6 +43,8 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset(args: argparse.Namespace) -> LakeDataset:
+    from loglake.pipelines.maintenance import find_dataset
+
     return find_dataset(args.dataset, args.lake, args.pipeline)
 
 
@@ -51,6 +57,7 @@ def _option(parse: Any, flag: str, text: str) -> Any:
 
 def _cmd_compact(args: argparse.Namespace) -> int:
     from loglake.pipelines.cli import _shown
+    from loglake.pipelines.compaction import compact_dataset
 
     dataset = _dataset(args)
     target = _option(parse_size, "--target-size", args.target_size) if args.target_size else None
@@ -77,6 +84,7 @@ def _by_reason(skipped: list[tuple[Path, str]]) -> dict[str, list[Path]]:
 
 def _cmd_retention(args: argparse.Namespace) -> int:
     from loglake.pipelines.cli import _shown
+    from loglake.pipelines.retention import drop_older_than
 
     dataset = _dataset(args)
     cutoff = datetime.now(timezone.utc) - _option(parse_duration, "--older-than", args.older_than)

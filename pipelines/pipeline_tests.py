@@ -39,7 +39,6 @@ __all__ = [
     "run_case",
     "check_case",
     "run_tests_command",
-    "add_test_command",
 ]
 
 TEST_SOURCE = "test"
@@ -342,10 +341,3 @@ def _report(result: CaseResult) -> str:
         return f"ok    {result.name}\n"
     body = "".join(f"  {line}\n" if i == 0 else f"    {line}\n" for block in result.failures for i, line in enumerate(block))
     return f"FAIL  {result.name}\n{body}"
-
-
-def add_test_command(commands: Any) -> None:
-    """Add `test` to the CLI's sub-command group."""
-    test = commands.add_parser("test", help="run a pipeline's declared tests in-process (exit 1 when one fails)")
-    test.add_argument("pipeline", help="pipeline YAML file; tests come from its 'tests:' key and <stem>.tests.yaml")
-    test.set_defaults(handler=run_tests_command)

@@ -4,6 +4,9 @@ A line becomes a message without its line ending (`\\n` or `\\r\\n`, as the `fil
 files are read decompressed. `--format json` checks that each line is a JSON object, reports each one that
 is not as `file:line`, skips it, and exits 1 at the end. `produce_lines` does the same from Python (the
 benchmarks load their million messages with it); both print or return one summary: messages, bytes, time, rate.
+
+Every `loglake` command imports this module to build its parser, so the Kafka client (confluent-kafka) is
+imported when a producer is made.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import IO, Any, Literal, cast
 
 import orjson
 
-from loglake.operators.kafka.producer import BULK_TUNING, TrackedProducer
 from loglake.schemas.errors import LoglakeError
 
 __all__ = ["ProduceError", "ProduceResult", "LineProducer", "produce_lines", "add_produce_command", "run_produce"]
@@ -103,6 +105,8 @@ class LineProducer:
         self._rate = rate
         self._partition = partition
         self._on_bad_line = on_bad_line
+        from loglake.operators.kafka.producer import BULK_TUNING, TrackedProducer
+
         self._producer = TrackedProducer(brokers, NODE, tuned=BULK_TUNING, options=options, connect_timeout=connect_timeout)
         self._started = time.monotonic()
         self._bytes = 0

@@ -4,6 +4,9 @@ The history is files (`--from files GLOB...`), a lake dataset (`--from lake DATA
 [--until T]`), a Kafka range (`--from kafka [--since T] [--until T] | [--offsets P:FROM-TO,...]`) or the
 records that failed (`--from dead-letter [--node STAGE] [--where SQL]`). A replay saves no checkpoint, commits
 no offsets and keeps out of the recovery folder.
+
+Every `loglake` command imports this module to build its parser, so the replay engine (Bytewax, DuckDB,
+pyarrow) is imported by the handler.
 """
 
 from __future__ import annotations
@@ -11,17 +14,16 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from loglake.pipelines.progress import show_progress
-from loglake.pipelines.rebuild import RebuildOutcome
-from loglake.pipelines.replay import STDOUT, NothingToReplay, OffsetRange, ReplayError, ReplayPlan, ReplayRequest, plan_replay, run_replay
-from loglake.pipelines.runner import RunResult
-from loglake.pipelines.spec import DEAD_LETTER_NODE
-from loglake.pipelines.summary import summary_headline, summary_table
 from loglake.schemas.units import parse_duration
+
+if TYPE_CHECKING:
+    from loglake.pipelines.rebuild import RebuildOutcome
+    from loglake.pipelines.replay import OffsetRange, ReplayPlan, ReplayRequest
+    from loglake.pipelines.runner import RunResult
 
 __all__ = ["add_replay_command"]
 
@@ -77,6 +79,8 @@ def _time(text: str) -> datetime:
 
 
 def _offsets(text: str) -> tuple[OffsetRange, ...]:
+    from loglake.pipelines.replay import OffsetRange
+
     try:
         return tuple(OffsetRange.parse(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
@@ -91,6 +95,8 @@ def _target(text: str) -> tuple[str, str]:
 
 
 def _request(args: argparse.Namespace) -> ReplayRequest:
+    from loglake.pipelines.replay import ReplayError, ReplayRequest
+
     origin, *rest = args.origin
     if origin not in _ORIGINS:
         raise ReplayError(f"--from {origin}: replay from {_USAGE}")
@@ -117,6 +123,9 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from loglake.pipelines.progress import show_progress
+    from loglake.pipelines.replay import NothingToReplay, plan_replay, run_replay
+
     try:
         plan = plan_replay(args.pipeline, _request(args))
     except NothingToReplay as nothing:
@@ -129,6 +138,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _report(plan: ReplayPlan, result: RunResult) -> None:
+    from loglake.pipelines.summary import summary_headline, summary_table
+
     console = Console(soft_wrap=True, stderr=_prints_records(plan))
     if result.records_read == 0:
         console.print(f"0 records: nothing to replay in {plan.description}", highlight=False, markup=False)
@@ -153,12 +164,16 @@ def _rebuild_outcome(outcome: RebuildOutcome) -> str:
 
 def _prints_records(plan: ReplayPlan) -> bool:
     """Whether a sink prints records to stdout, so the summary goes to stderr and stdout stays records only."""
+    from loglake.pipelines.replay import STDOUT
+
     return any(node.type_name == STDOUT for node in plan.compiled.graph.nodes if node.kind == "sink")
 
 
 def _dead_letter_outcome(plan: ReplayPlan, result: RunResult) -> str:
     """`dead letters: 3 re-run, 2 landed, 1 failed again, 3 removed from …`; landed counts records the sinks
     other than dead_letter wrote (a record two sinks write counts twice)."""
+    from loglake.pipelines.spec import DEAD_LETTER_NODE
+
     assert plan.dead_letters is not None
     written = {node.name: node.counts.get("records_out", 0) for node in result.nodes if node.kind == "sink"}
     failed = written.pop(DEAD_LETTER_NODE, 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 
 import pytest
 import ua_parser
@@ -32,16 +33,17 @@ def _fields(result: ua_parser.Result) -> tuple[object, ...]:
     return result.user_agent, result.os, result.device
 
 
-def test_answers_are_the_python_engines_on_every_agent(agents: list[str]) -> None:
-    matchers = ua_parser.load_builtins()
-    python = ua_parser.Parser(ua_parser.BasicResolver(matchers))
-    rust_found = ua_parser.Parser(RustIndexedResolver(matchers))
+@pytest.mark.parametrize("load", [ua_parser.load_builtins, ua_parser.load_lazy_builtins], ids=["compiled-rules", "lazy-rules"])
+def test_answers_are_the_python_engines_on_every_agent(agents: list[str], load: Callable[[], ua_parser.Matchers]) -> None:
+    """The user_agent stage gives the resolver lazy rules (each Python regex compiled when first pointed at)."""
+    python = ua_parser.Parser(ua_parser.BasicResolver(ua_parser.load_builtins()))
+    rust_found = ua_parser.Parser(RustIndexedResolver(load()))
     differing = [agent for agent in agents if _fields(rust_found.parse(agent)) != _fields(python.parse(agent))]
     assert differing == []
 
 
 def test_a_rule_only_the_loose_rust_reading_matches_is_passed_over() -> None:
-    matchers = ua_parser.load_builtins()
+    matchers = ua_parser.load_lazy_builtins()
     assert ua_parser.Parser(ua_parser.RegexResolver(matchers)).parse(LOOSE_IN_RUST).device is not None  # Rust alone: a spider
     result = ua_parser.Parser(RustIndexedResolver(matchers)).parse(LOOSE_IN_RUST)
     assert result.device is None and result.user_agent is not None and result.user_agent.family == "Chrome"
