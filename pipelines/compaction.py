@@ -213,10 +213,10 @@ def _merge(group: list[Path], staged: Path, options: CompactionOptions, sequence
                 pending.append(_fit(batch, schema))
                 rows += batch.num_rows
                 if _run_is_full(pending, file_options):
-                    _write(writer, pa.Table.from_batches(pending, schema), file_options)
+                    _write(writer, pending, schema, file_options)
                     pending = []
         if pending:
-            _write(writer, pa.Table.from_batches(pending, schema), file_options)
+            _write(writer, pending, schema, file_options)
     written = pq.ParquetFile(target).metadata.num_rows
     if written != expected or rows != expected:
         raise CompactionError(f"merging {len(group)} files of {group[0].parent} kept {written} of {expected} rows")
@@ -230,11 +230,11 @@ def _run_is_full(pending: list[pa.RecordBatch], options: FileOptions) -> bool:
     return sum(int(b.num_rows) for b in pending) >= options.row_group_size
 
 
-def _write(writer: pq.ParquetWriter, table: pa.Table, options: FileOptions) -> None:
+def _write(writer: pq.ParquetWriter, pending: list[pa.RecordBatch], schema: pa.Schema, options: FileOptions) -> None:
     if options.sort_by:
-        options.write_run(writer, table)
+        options.write_run(writer, pending, schema)
     else:
-        writer.write_table(table, row_group_size=options.row_group_size)
+        writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=options.row_group_size)
 
 
 def _fit(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

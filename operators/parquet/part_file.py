@@ -70,13 +70,25 @@ class FileOptions:
             use_dictionary=use_dictionary, column_encoding=column_encoding, sorting_columns=sorting_columns(schema, self.sort_by),
         )
 
-    def write_run(self, writer: pq.ParquetWriter, table: pa.Table) -> None:
-        """Write `table` sorted by `sort_by`, in row groups of even size within `row_group_size` and `group_bytes`.
+    def write_run(self, writer: pq.ParquetWriter, records: list[pa.RecordBatch], schema: pa.Schema) -> None:
+        """Write `records` (of `schema`) sorted by `sort_by`, in row groups of even size within `row_group_size` and
+        `group_bytes`; `records` is emptied, so the batches are freed while they are written.
 
-        Rows are gathered one row group at a time, so the sorted copy never holds more than one group.
+        Before sorting, each column's chunks are copied into one array and freed, a column at a time: sorting then
+        holds the records once, plus one column and one row group (gathered in sorted order, a group at a time).
+        Taking rows from a column of many chunks would copy the whole column first, for every row group.
         """
+        table = pa.Table.from_batches(records, schema=schema)
+        records.clear()
         rows = even_group_rows(table.num_rows, table.nbytes, self.row_group_size, self.group_bytes)
         order = sort_order(table, self.sort_by)
+        if order is not None:
+            columns: list[pa.Array | pa.ChunkedArray] = table.columns
+            del table  # the only references to the batches' buffers are now `columns`
+            for index in range(len(columns)):
+                columns[index] = columns[index].combine_chunks()
+            table = pa.Table.from_arrays(columns, schema=schema)
+            del columns
         for start in range(0, table.num_rows, rows):
             group = table.slice(start, rows) if order is None else table.take(order.slice(start, rows))
             writer.write_table(group, row_group_size=rows)
@@ -147,12 +159,12 @@ class PartFile:
         """
         if not self._buffer:
             return
-        table = pa.Table.from_batches(self._buffer, schema=self.schema)
         if self._options.sort_by:
-            self._buffer, self._buffered_rows, self.buffered_bytes = [], 0, 0
+            buffer, self._buffer, self._buffered_rows, self.buffered_bytes = self._buffer, [], 0, 0
             with self._io():
-                self._options.write_run(self._open_writer(), table)
+                self._options.write_run(self._open_writer(), buffer, self.schema)
             return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
         group = self._options.row_group_size
         count = table.num_rows - (table.num_rows % group if whole_groups_only else 0)
         if count:

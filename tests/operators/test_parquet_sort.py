@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from loglake.operators.parquet.part_file import FileOptions
 from loglake.pipelines.spec import load_pipeline
 from loglake.schemas.errors import SpecError, TerminalError
 from tests.operators.test_parquet_sink import T0, apache_records, chunks, committed, every_file, query, timed, write_all
@@ -137,6 +138,57 @@ def test_a_file_that_stopped_growing_is_written_out_first(tmp_path: Path) -> Non
     hour_10, hour_11 = committed(sink)
     assert [len(run) for run in runs(pq.read_table(hour_10).column("clientip").to_pylist())] == [1500]
     assert [len(run) for run in runs(pq.read_table(hour_11).column("clientip").to_pylist())] == [4000]
+
+
+def with_dictionary_agents(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` with `agent` dictionary-encoded: each batch brings its own dictionary, as a stage's output would."""
+    index = batch.schema.get_field_index("agent")
+    return batch.set_column(index, "agent", pc.dictionary_encode(batch.column("agent")))
+
+
+def test_a_sorted_run_of_dictionary_struct_and_null_columns_keeps_every_value(tmp_path: Path) -> None:
+    """A run is sorted after each column's batches are joined into one array: dictionaries that differ between
+    batches, struct columns and null sort keys come out as they went in, null keys last."""
+    records = access_with_struct_and_float()
+    clients = records.column("clientip").to_pylist()
+    missing = pa.array([None if i % 97 == 0 else client for i, client in enumerate(clients)], pa.string())
+    records = records.set_column(records.schema.get_field_index("clientip"), "clientip", missing)
+    batches = [with_dictionary_agents(batch) for batch in chunks(records, 700)]
+    assert batches[0].column("agent").dictionary != batches[1].column("agent").dictionary
+    sink = build_sink(
+        "{type: parquet, dataset: access, partition_by: [], row_group_size: 3000, sort_by: [clientip, timestamp]}", base_dir=tmp_path
+    )
+    write_all(sink, batches)
+
+    [file] = committed(sink)
+    table = pq.read_table(file)
+    assert pq.ParquetFile(file).metadata.num_row_groups == 4
+    flat = [name for name in records.schema.names if name != "req"]
+    assert rows(table, flat) == rows(records, flat)
+    assert rows(table.flatten(), ["req.verb", "req.path", "clientip", "timestamp"]) == rows(
+        pa.Table.from_batches([records]).flatten(), ["req.verb", "req.path", "clientip", "timestamp"]
+    )
+    keys = list(zip(table.column("clientip").to_pylist(), table.column("timestamp").to_pylist()))
+    present = [key for key in keys if key[0] is not None]
+    assert keys == present + [key for key in keys if key[0] is None]
+    assert present == sorted(present)
+    assert len(present) == len(keys) - (len(keys) + 96) // 97
+
+
+def test_writing_a_run_takes_the_buffered_batches_over(tmp_path: Path) -> None:
+    """`write_run` empties the list it is given: the writer holds the only copy of the records while it writes."""
+    sink = build_sink("{type: parquet, dataset: access, partition_by: [], sort_by: [clientip]}", base_dir=tmp_path)
+    batches = chunks(apache_records(), 1000)
+    buffered = list(batches)
+    target = tmp_path / "run.parquet"
+    options = FileOptions.from_config(sink.config)
+    writer = options.parquet_writer(pa.OSFile(str(target), "wb"), batches[0].schema)
+    options.write_run(writer, buffered, batches[0].schema)
+    writer.close()
+
+    assert buffered == []
+    clients = pq.read_table(target, columns=["clientip"]).column("clientip").to_pylist()
+    assert clients == sorted(c for batch in batches for c in batch.column("clientip").to_pylist())
 
 
 def test_sort_by_a_missing_column_keeps_arrival_order_and_says_nothing_is_sorted(tmp_path: Path) -> None:
