@@ -10,7 +10,18 @@ level *before* sending it, counting only the messages' keys and values. Both und
 
 With a quarter of the budget per fetch and the rest as a byte-only queue bound, the nginx benchmark's two
 partitions held 122 MiB in librdkafka at the process's peak (memray) for a budget of 2 × 16 MiB; with these
-settings 27 MiB, and a source's peak RSS grows by ~0.9 × `prefetch_bytes` per partition (4 to 64 MiB tried).
+settings 27–39 MiB (two sessions' runs), and a source's peak RSS grows by ~0.9 × `prefetch_bytes` per partition (4 to 64 MiB tried).
+
+What a budget cannot lower (the same pipeline reading a file peaks ~45 MiB lower; with `prefetch_bytes: 1MiB`
+still ~25 MiB lower): a broker sends a record batch whole, so a partition holds whole producer batches (1 MB of
+nginx lines each; at 1 MiB the two partitions still held 16 MiB in librdkafka, memray); librdkafka's code
+(5 MiB); glibc arenas of its threads holding freed memory (~10 MiB, `malloc_info`). A lz4 frame does not state
+its decompressed size, so librdkafka's buffer for a batch starts at min(4 × compressed, `message.max.bytes`) and
+grows 1.75× at a time, never shrinking: a 1 MB batch ends in a 1.5 MiB buffer (two `zbuf_grow`s per batch in
+librdkafka's statistics). Raising `message.max.bytes` to avoid that needs `fetch.max.bytes` raised too
+(librdkafka refuses it below), and the benchmark's broker (Tansu) then fills each fetch to `fetch.max.bytes`
+whatever `max.partition.fetch.bytes` says: 97k queued messages per partition instead of 29k, peak RSS 568
+instead of 492 MiB.
 """
 
 from __future__ import annotations

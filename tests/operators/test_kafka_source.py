@@ -403,3 +403,18 @@ def test_construction_needs_no_broker() -> None:
     assert source.config.group == "g"
     comma_separated = build_node("source", "src", {"type": "kafka", "brokers": "a:1, b:2", "topics": ["x"]}, NodeContext(node="src"))
     assert comma_separated.config.brokers == ["a:1", "b:2"]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_a_compressed_batch_larger_than_a_fetch_is_read_whole(kafka_broker: LocalBroker, kafka_topic: Callable[..., str], codec: str) -> None:
+    """Another producer's record batches may inflate far beyond a fetch's share of `prefetch_bytes` (1/32 on the
+    wire, which also caps librdkafka's `message.max.bytes`): the whole 2.3 MB log produced lingering into batches
+    of up to 8 MiB, in each codec, read with the default budget, arrives whole and in order."""
+    topic = kafka_topic(name=f"big-{codec}-{time.monotonic_ns()}")
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "compression.type": codec, "linger.ms": 500,
+                         "batch.size": 8 << 20, "message.max.bytes": 16 << 20, "logger": logging.getLogger("test-producer")})
+    for line in LINES:
+        producer.produce(topic, line, partition=0)
+    assert producer.flush(10) == 0
+    source, _ = _source(kafka_broker.bootstrap, topic, "stop_at: end")
+    assert _column(drain(source.open(f"{topic}/0", None), timeout=30), "message") == _text(LINES)
