@@ -24,12 +24,17 @@ from loglake.schemas.json_codec import JsonLinesReader
 from loglake.schemas.records import TIMESTAMP_TYPE, concat_batches
 from loglake.schemas.stage import NodeContext, with_error_columns
 
-__all__ = ["HEADERS_TYPE", "MessageDecoder", "offset_of"]
+__all__ = ["HEADERS_TYPE", "METADATA_TYPES", "MessageDecoder", "offset_of"]
 
 log = logging.getLogger(__name__)
 
 HEADERS_TYPE = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 """`kafka_headers`: every header in order (a key may repeat); no headers is an empty list."""
+METADATA_TYPES: dict[str, pa.DataType] = {
+    "topic": pa.string(), "partition": pa.int32(), "offset": pa.int64(), "key": pa.string(), "timestamp": TIMESTAMP_TYPE,
+    "headers": HEADERS_TYPE,
+}
+"""The type of each metadata field's `kafka_<field>` column (the key as text, like the value)."""
 
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -149,11 +154,11 @@ class MessageDecoder:
         count = len(messages)
         for name in self._config.fields:
             if name == "topic":
-                column = pa.repeat(pa.scalar(self._topic, pa.string()), count)
+                column = pa.repeat(pa.scalar(self._topic, METADATA_TYPES["topic"]), count)
             elif name == "partition":
-                column = pa.repeat(pa.scalar(self._partition, pa.int32()), count)
+                column = pa.repeat(pa.scalar(self._partition, METADATA_TYPES["partition"]), count)
             elif name == "offset":
-                column = pa.array([message.offset() for message in messages], pa.int64())
+                column = pa.array([message.offset() for message in messages], METADATA_TYPES["offset"])
             elif name == "key":
                 keys = pa.array([message.key() for message in messages], pa.binary())
                 column = self._text(keys, messages, "key")[0]

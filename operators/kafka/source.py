@@ -12,7 +12,7 @@ import difflib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from loglake.operators.kafka.client import KafkaLog, check_settings, client_settings, error_text, with_backoff
 from loglake.operators.kafka.config import KafkaSourceConfig
-from loglake.operators.kafka.decode import MessageDecoder, offset_of
+from loglake.operators.kafka.decode import METADATA_TYPES, MessageDecoder, offset_of
 from loglake.operators.kafka.offsets import plan_span
 from loglake.operators.kafka.prefetch import consumer_tuning
 from loglake.operators.lines import TRUNCATED_COLUMN
@@ -57,6 +57,16 @@ class KafkaSource:
         if self.config.format == "json":
             return None
         return frozenset({"message", TRUNCATED_COLUMN, *(f"kafka_{name}" for name in self.config.fields)})
+
+    def output_types(self, upstream: Mapping[str, pa.DataType]) -> dict[str, pa.DataType]:
+        """The `kafka_*` metadata columns' types; with `raw`, also `message` (text) and `_truncated` (bool).
+
+        A `json` object's keys may hold anything, so there only the metadata is known (it replaces a same-named key).
+        """
+        types = {f"kafka_{name}": METADATA_TYPES[name] for name in self.config.fields}
+        if self.config.format == "raw":
+            types.update({"message": pa.string(), TRUNCATED_COLUMN: pa.bool_()})
+        return types
 
     def settings(self, kafka_log: KafkaLog) -> dict[str, Any]:
         """librdkafka settings for one of this source's consumers."""

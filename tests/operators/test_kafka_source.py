@@ -97,6 +97,8 @@ def test_raw_messages_with_every_metadata_field(kafka_broker: LocalBroker, kafka
         assert headers[0] == [{"key": "host", "value": b"web-1"}, {"key": "host", "value": b"web-2"}, {"key": "raw", "value": b"\xff"}]
         assert headers[1] == []
         assert batches[0].schema.field("kafka_timestamp").type == pa.timestamp("us", tz="UTC")
+        declared = {name: kind for name, kind in source.output_types({}).items() if name != "_truncated"}  # no line was cut
+        assert {field.name: field.type for field in batches[0].schema} == declared, "what validate assumes is what a read gives"
         assert partition.position() == 500
     assert counters["records_in"] == 1000
 

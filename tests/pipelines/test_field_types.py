@@ -110,6 +110,32 @@ def test_fields_of_unknown_type_are_never_reported(write_pipeline: Callable[[str
     assert "code" not in types[PortRef("computed")], "an expression over fields of unknown type has an unknown type"
 
 
+@pytest.mark.parametrize("text_format", ["raw", "json"])
+def test_kafka_fields_have_types_before_any_broker_is_reached(write_pipeline: Callable[[str], Path], text_format: str) -> None:
+    """The metadata columns' types are known (validate needs no broker); `message` is text with `raw` and unknown
+    with `json`, whose objects may hold a `message` of any type."""
+    path = write_pipeline(textwrap.dedent(f"""\
+        pipeline: k
+        sources:
+          app: {{type: kafka, brokers: ["127.0.0.1:1"], topics: [logs], format: {text_format}, fields: [partition, offset, key]}}
+        stages:
+          recent: {{type: filter, condition: "kafka_offset >= 10 AND kafka_partition = 0 AND kafka_key LIKE 'web-%'"}}
+          big: {{type: filter, condition: "message >= 500"}}
+        sinks:
+          out: {{type: stdout}}
+        """))
+    expected = [] if text_format == "json" else [(
+        "stages.big.condition", 6,
+        'SQL expression "message >= 500" fails on every record: cannot compare text with a number; message is text; '
+        "convert it with a cast stage ({type: cast, fields: {message: int}})",
+    )]
+    assert compile_issues(path) == expected
+    if text_format == "json":
+        known = _types(load_and_compile(path))[PortRef("app")]
+        assert (known["kafka_offset"], known["kafka_partition"], known["kafka_key"]) == (INT, pa.int32(), TEXT)
+        assert "message" not in known
+
+
 def test_fields_of_the_same_type_on_every_path_stay_known(write_pipeline: Callable[[str], Path]) -> None:
     path = _pipeline(write_pipeline, """
         parse: {type: apache_combined}
