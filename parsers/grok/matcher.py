@@ -155,8 +155,10 @@ class Matcher:
         search (or no backslash-free twin), the non-ASCII lines (or those with a backslash) are not looked for.
         """
         not_ascii = None
-        if self._any_fast and len(lines) and not pc.all(pc.string_is_ascii(lines)).as_py():
-            not_ascii = pc.invert(pc.string_is_ascii(lines)).to_numpy(zero_copy_only=False)
+        if self._any_fast and len(lines):
+            ascii_lines = pc.string_is_ascii(lines)
+            if not pc.all(ascii_lines).as_py():
+                not_ascii = pc.invert(ascii_lines).to_numpy(zero_copy_only=False)
         backslash = _lines_holding(lines, ord("\\")) if self._any_unescaped else None
         if not_ascii is None and backslash is None:
             return None
