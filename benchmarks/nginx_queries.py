@@ -11,8 +11,9 @@ kept, files unsorted, no `client_hours` rollup), and every query runs on both, a
 invocation. Each build runs once per setting and pipeline (its time, peak RSS and row count are recorded;
 `--rebuild` forces it).
 
-Then, through loglake's `open_lake`, each query is timed warm (one untimed run, then the median and min–max
-of `--runs`), and `EXPLAIN ANALYZE` shows what it read (nginx/queries.py): the files left after the
+Then each query is timed warm (one untimed run, then the median and min–max of `--runs`) through loglake's
+`LakeConnection` (`ms`: what `loglake query` runs) and through `open_lake` (`open_lake.ms`: a plain DuckDB
+connection; see nginx/queries.py), and `EXPLAIN ANALYZE` shows what it read: the files left after the
 `date=`/`hour=` folder filters, the files opened, and the row groups left after Parquet statistics:
 
 - `errors_per_minute_last_hour`: 5xx per minute in the lake's last hour, with the partition predicate a user
@@ -24,10 +25,9 @@ of `--runs`), and `EXPLAIN ANALYZE` shows what it read (nginx/queries.py): the f
   day; clientip is no partition key, so the whole-lake query opens every file, and only row-group statistics
   (narrow when files are sorted by client) let it skip data.
 
-The first run of each query is reported apart (`first_ms`): the views read with `union_by_name = true`,
-so DuckDB opens the footer of every file of a dataset when it binds the view, before the `date=`/`hour=`
-filters drop any; `open_lake` turns DuckDB's Parquet metadata cache on, so later queries of the connection
-reuse them.
+The first run of each query is reported apart (`first_ms`): DuckDB opens the footer of every file of a
+dataset when it binds the view, before the `date=`/`hour=` filters drop any; both turn DuckDB's Parquet
+metadata cache on, so later queries of the connection reuse them.
 
 Appended to benchmarks/results/nginx_queries.jsonl.
 
@@ -93,8 +93,9 @@ def measure(folders: dict[str, Path], end: datetime, runs: int) -> dict[str, Any
     """
     from nginx.queries import evidence, lake_queries, time_query  # type: ignore[import-not-found]
 
-    from loglake.pipelines.lake import open_lake
+    from loglake.pipelines.lake import LakeConnection, open_lake
 
+    lakes = {name: LakeConnection.open(pipeline=folder / "pipeline.yaml") for name, folder in folders.items()}
     cons = {name: open_lake(pipeline=folder / "pipeline.yaml") for name, folder in folders.items()}
     first = next(iter(cons.values()))
     client = first.sql("SELECT clientip FROM access GROUP BY 1 HAVING count(*) BETWEEN 500 AND 2000 ORDER BY clientip LIMIT 1").fetchall()[0][0]
@@ -110,8 +111,14 @@ def measure(folders: dict[str, Path], end: datetime, runs: int) -> dict[str, Any
         for name in names[index % len(names):] + names[:index % len(names)]:
             if query not in plans[name]:
                 continue
-            results[name]["queries"][query.name] = {"about": query.about, "sql": query.sql, **time_query(cons[name], query.sql, runs),
-                                                    "explain": evidence(cons[name], query.sql, folders[name] / "plans" / f"{query.name}.txt")}
+            lake, con = lakes[name], cons[name]
+            timed = time_query(lambda sql, lake=lake: _rows(lake, sql), query.sql, runs)
+            plain = time_query(lambda sql, con=con: con.sql(sql).fetchall(), query.sql, runs)
+            if plain["result_rows"] != timed["result_rows"] or plain["first_rows"] != timed["first_rows"]:
+                raise SystemExit(f"{name}: {query.name} differs between LakeConnection and open_lake")
+            results[name]["queries"][query.name] = {"about": query.about, "sql": query.sql, **timed,
+                                                    "open_lake": {"ms": plain["ms"], "first_ms": plain["first_ms"]},
+                                                    "explain": evidence(lake.connection, query.sql, folders[name] / "plans" / f"{query.name}.txt")}
     for name, con in cons.items():
         queries = results[name]["queries"]
         for scan, rollup in (("top_clients", "top_clients_rollup"), ("top_clients_last_day", "top_clients_rollup_last_day")):
@@ -121,6 +128,11 @@ def measure(folders: dict[str, Path], end: datetime, runs: int) -> dict[str, Any
                 if not same:
                     raise SystemExit(f"{name}: {rollup} differs from {scan}")
     return results
+
+
+def _rows(lake: Any, sql: str) -> list[Any]:
+    result = lake.fetch(sql)
+    return result.rows if result is not None else []
 
 
 def main() -> None:
@@ -149,8 +161,8 @@ def main() -> None:
         print(f"--- {name}: access/raw {built[name]['access_over_raw']}, lake/raw {built[name]['lake_over_raw']}", file=sys.stderr)
         for query_name, query in measured[name]["queries"].items():
             facts_line = "; ".join(query["explain"].get("lines", []))
-            print(f"{query_name:<52} {query['ms']['median']:>7.1f} ms ({query['ms']['min']}–{query['ms']['max']}), first {query['first_ms']:>6.1f} ms  "
-                  f"{facts_line}", file=sys.stderr)
+            print(f"{query_name:<52} {query['ms']['median']:>7.1f} ms ({query['ms']['min']}–{query['ms']['max']}), first {query['first_ms']:>6.1f} ms, "
+                  f"open_lake {query['open_lake']['ms']['median']:>7.1f} ms  {facts_line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """The queries of the lake benchmark, their warm timings, and DuckDB's own evidence of what each one read.
 
-Every query goes through loglake's `open_lake` (one view per dataset over
-`read_parquet(…, hive_partitioning = true, union_by_name = true)`). `time_query` runs a query once to warm
-DuckDB and the page cache, then `runs` times, and reports the median and min–max in milliseconds, and the
-first run's time apart: with `union_by_name` DuckDB reads the footer of every file of a dataset when it binds
-the view, before the `date=`/`hour=` filters drop any, and the connection's Parquet metadata cache (which
-`open_lake` turns on) keeps them for later queries, so the first query of a connection pays for all of them.
+Queries go through loglake's `LakeConnection` (what `loglake query` uses: one view per dataset over
+`read_parquet([its files], hive_partitioning = true, …)`, the files listed again before each query) and through
+`open_lake` (a plain DuckDB connection whose views glob the dataset's folders); see pipelines/lake.py.
+`time_query` runs a query once to warm DuckDB and the page cache, then `runs` times, and reports the median and
+min–max in milliseconds, and the first run's time apart: DuckDB reads the footer of every file of a dataset when
+it binds the view, before the `date=`/`hour=` filters drop any, and the connection's Parquet metadata cache
+(turned on by both) keeps them for later queries, so the first query of a connection pays for all of them.
 `evidence` runs `EXPLAIN ANALYZE` once and keeps what the scans say about pruning: `Scanning Files: a/b`
 (files left after the `date=`/`hour=` folder filters), `Total Files Read`, `Row Groups Scanned: a / b` (row
 groups left after the Parquet min/max statistics, and bloom filters where a file has them), the pushed-down
@@ -22,6 +23,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -89,15 +91,16 @@ def lake_queries(end: datetime, client: str, rollup: bool) -> list[Query]:
     return queries
 
 
-def time_query(con: duckdb.DuckDBPyConnection, sql: str, runs: int) -> dict[str, Any]:
-    """Warm timings in ms: one run first (reported apart as `first_ms`), then `runs` timed ones."""
+def time_query(run: Callable[[str], list[Any]], sql: str, runs: int) -> dict[str, Any]:
+    """Warm timings in ms of `run(sql)` (which returns the rows): one run first (reported apart as `first_ms`), then
+    `runs` timed ones."""
     started = time.perf_counter()
-    rows = con.sql(sql).fetchall()
+    rows = run(sql)
     first = (time.perf_counter() - started) * 1000
     took = []
     for _ in range(runs):
         started = time.perf_counter()
-        con.sql(sql).fetchall()
+        run(sql)
         took.append((time.perf_counter() - started) * 1000)
     return {
         "ms": {"median": round(statistics.median(took), 1), "min": round(min(took), 1), "max": round(max(took), 1)},
