@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import compile_sources, header, record, spread  # type: ignore[import-not-found]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
+    compile_sources()
     source = make_input(args.lines)
     loglake_runs, naive_runs = [], []
     for index in range(args.runs):

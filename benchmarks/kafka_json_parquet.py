@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from file_json_parquet import HERE, REPO, WORK, _rows, _summary, _timed, make_input  # type: ignore[import-not-found]
-from recording import header, record  # type: ignore[import-not-found]
+from recording import compile_sources, header, record  # type: ignore[import-not-found]
 
 from loglake.pipelines.broker import start_broker
 
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=1)
     args = parser.parse_args()
+    compile_sources()
     source = make_input(args.messages)
     with start_broker() as broker:
         from confluent_kafka.admin import AdminClient, NewTopic

@@ -21,7 +21,7 @@ from typing import Any
 
 from nginx.children import BENCHMARKS, loglake_run_commands, run_children  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
-from recording import header, record  # type: ignore[import-not-found]
+from recording import compile_sources, header, record  # type: ignore[import-not-found]
 
 from loglake.pipelines.broker import start_broker
 
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=2)
     args = parser.parse_args()
+    compile_sources()
     source, facts = make_input(args.lines, False)
     runs: dict[str, list[dict[str, float]]] = {"1 process": [], "2 processes": []}
     with start_broker(log_file=WORK / "nginx-cpu-broker.log") as broker:

@@ -36,7 +36,7 @@ from typing import Any
 from nginx.children import loglake_summary, run_child  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
 from nginx.file_copy import ACCESS_SINK, file_pipeline  # type: ignore[import-not-found]
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import compile_sources, header, record, spread  # type: ignore[import-not-found]
 
 VARIANTS: dict[str, dict[str, tuple[str, ...]]] = {
     "before": {"without": ("slim", "hours", "client_hours"), "without_options": ("sort_by", "column_encoding")},
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"variants to run, of {','.join(VARIANTS)}")
     args = parser.parse_args()
+    compile_sources()
     names = [name for name in args.variants.split(",") if name]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:

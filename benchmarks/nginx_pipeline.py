@@ -50,7 +50,7 @@ from typing import Any
 
 from nginx.children import BENCHMARKS, Run, loglake_run_commands, loglake_summary, merge_summaries, run_child, run_children  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import compile_sources, header, record, spread  # type: ignore[import-not-found]
 
 from loglake.pipelines.broker import start_broker
 
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--baselines", default=",".join(BASELINES), help=f"baselines to run, of {','.join(BASELINES)}")
     parser.add_argument("--profile", action="store_true", help="also profile one 1-worker loglake run with py-spy (not timed)")
     args = parser.parse_args()
+    compile_sources()
     workers = [int(part) for part in args.workers.split(",")]
     processes = [int(part) for part in args.processes.split(",") if part]
     baselines = [name for name in args.baselines.split(",") if name]

@@ -48,7 +48,7 @@ from typing import Any
 from nginx.children import loglake_summary, run_child  # type: ignore[import-not-found]
 from nginx.data import START, WORK, make_input  # type: ignore[import-not-found]
 from nginx.file_copy import file_pipeline  # type: ignore[import-not-found]
-from recording import header, record  # type: ignore[import-not-found]
+from recording import compile_sources, header, record  # type: ignore[import-not-found]
 
 BEFORE = {"without": ("slim", "hours", "client_hours"), "without_options": ("sort_by", "column_encoding")}
 """The pipeline before the lake-layout work (nginx_lake_size.py's `before`)."""
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="build the lakes again even if ones of this setting exist")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the lake of the pipeline before the layout work")
     args = parser.parse_args()
+    compile_sources()
     source, facts = make_input(args.lines, span_s=args.days * 86_400)
     base = WORK / f"nginx-queries-{args.lines}-{args.days}d"
     folders = {"pipeline": base}

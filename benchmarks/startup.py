@@ -31,10 +31,9 @@ from typing import Any
 from nginx.children import BENCHMARKS, Run, loglake_summary, run_child  # type: ignore[import-not-found]
 from nginx.data import WORK, make_input  # type: ignore[import-not-found]
 from nginx.file_copy import file_pipeline  # type: ignore[import-not-found]
-from recording import header, record  # type: ignore[import-not-found]
+from recording import CODE_FOLDERS, compile_sources, header, record  # type: ignore[import-not-found]
 
 RUNS_DIR = WORK / "startup"
-CODE_FOLDERS = ("pipelines", "operators", "parsers", "schemas")
 
 
 def _git(*argv: str) -> str:
@@ -46,6 +45,7 @@ def _baseline_code(revision: str, into: Path) -> dict[str, str]:
     archive = subprocess.run(["git", "archive", revision, *CODE_FOLDERS], cwd=BENCHMARKS.parent, capture_output=True, check=True).stdout
     (into / "loglake").mkdir(parents=True)
     subprocess.run(["tar", "x"], cwd=into / "loglake", input=archive, check=True)
+    compile_sources(into / "loglake")
     return {"PYTHONPATH": str(into)}
 
 
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--baseline", metavar="REV", help="also measure this git revision's code (e.g. HEAD, to measure uncommitted work)")
     args = parser.parse_args()
+    compile_sources()
     source, facts = make_input(args.lines, False)
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
     pipeline = RUNS_DIR / "pipeline.yaml"

@@ -45,7 +45,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from recording import header, record, spread  # type: ignore[import-not-found]
+from recording import compile_sources, header, record, spread  # type: ignore[import-not-found]
 
 # This process only generates the input, starts the runs and records: on Linux a child's ru_maxrss is at least
 # the parent's own peak RSS at the time it was started, so everything heavy (DuckDB, pyarrow, the checks)
@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--no-parse-only", action="store_true", help="skip the loglake run without the window (and the checks against it)")
     parser.add_argument("--check-only", action="store_true", help=argparse.SUPPRESS)  # the comparison, in its own process
     args = parser.parse_args()
+    compile_sources()
     source, facts = make_input(args.lines)
     if args.check_only:
         print(json.dumps(check(source, with_truth=not args.no_parse_only)))

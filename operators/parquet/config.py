@@ -94,7 +94,7 @@ class ParquetConfig(SinkConfig):
     sort_by: list[str] = []
     """Columns each file's records are sorted by (ascending, nulls last), first column first: equal values sit together, which compresses better and lets queries skip row groups by their min/max statistics. Only records buffered together are sorted (see `sort_buffer`): a file may hold several sorted runs, files are not ordered among themselves, and records lose their arrival order."""
     sort_buffer: ByteSize = Field(default="64MiB", gt=0, validate_default=True)
-    """With `sort_by`: records (Arrow bytes) a worker buffers across its open files; beyond this it sorts the records of the file written to least recently and writes them out, as it does at each commit. Larger runs compress and prune better; a worker's peak memory grows by about twice this."""
+    """With `sort_by`: records (Arrow bytes) a worker holds across its open files. Half is for buffering: beyond it, the records of the file written to least recently go to a thread that sorts and writes them out as one run (as a commit does) while the next half fills. Larger runs compress and prune better; a worker's peak memory grows by about twice this."""
     column_encoding: dict[str, ColumnEncoding] = {}
     """Parquet encoding per column instead of the dictionary every column gets by default: `delta` (integers and times as differences, e.g. a growing `kafka_offset`; text as shared prefixes), `byte_stream_split` (floats and integers), `plain`; struct fields are named `geo.latitude`."""
     compact: CompactSchedule | None = None

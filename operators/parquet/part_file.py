@@ -5,6 +5,11 @@ The temporary name (`.part-….parquet.inprogress`) does not end in `.parquet`, 
 Without `sort_by`, records are written as soon as they fill a row group; with it, they stay buffered until
 the writer flushes the file (it holds `sort_buffer` across its files) or commits it, and each flush writes
 one sorted run (see `sort`), so the file's size on disk lags further behind its records.
+
+Given a `runs` thread (the writer's, with `sort_by`), a flush hands the sorted run to it and returns: sorting,
+gathering and encoding a run are Arrow's C++ work, which holds no GIL, so it runs beside the engine's thread
+(parsing the next batches) on another core. A file has at most one run being written; the next flush, the
+commit and `wait` wait for it, and an OSError it met is raised there as a WriteFailure naming the file.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +51,7 @@ class FileOptions:
     group_bytes: int
     sort_by: tuple[str, ...] = ()
     sort_buffer: int = 64 * 1024**2
-    """With `sort_by`: the records a writer buffers across its files before it writes one file's buffer out as a sorted run."""
+    """With `sort_by`: the records a writer holds across its files, half buffered, half in the sorted runs being written."""
     column_encoding: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -117,7 +123,9 @@ def check_codec(options: FileOptions) -> None:
 class PartFile:
     """A part file being written; `rows` counts records appended, written or still buffered."""
 
-    def __init__(self, folder: Path, name: str, schema: pa.Schema, options: FileOptions, lock: DatasetLock) -> None:
+    def __init__(
+        self, folder: Path, name: str, schema: pa.Schema, options: FileOptions, lock: DatasetLock, runs: ThreadPoolExecutor | None = None
+    ) -> None:
         self.path = folder / name
         self.temp_path = folder / f".{name}.inprogress"
         self.schema = schema
@@ -131,12 +139,18 @@ class PartFile:
         self._buffered_rows = 0
         self._sink: pa.NativeFile | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._runs = runs
+        self._pending: Future[None] | None = None
+        """The sorted run being written by `runs`."""
+        self._size = 0
         options.check_schema(schema)
 
     @property
     def size(self) -> int:
-        """Bytes written to disk so far (buffered records not included)."""
-        return self._sink.tell() if self._sink is not None else 0
+        """Bytes written to disk so far (buffered records, and a run still being written, not included)."""
+        if self._sink is not None and self._pending is None:
+            self._size = int(self._sink.tell())
+        return self._size
 
     def append(self, batch: pa.RecordBatch) -> None:
         """Buffer records (already fitted to `schema`); without `sort_by`, full row groups are written out."""
@@ -161,8 +175,13 @@ class PartFile:
             return
         if self._options.sort_by:
             buffer, self._buffer, self._buffered_rows, self.buffered_bytes = self._buffer, [], 0, 0
+            self.wait()
+            writer = self._open_writer()
+            if self._runs is not None:
+                self._pending = self._runs.submit(self._options.write_run, writer, buffer, self.schema)
+                return
             with self._io():
-                self._options.write_run(self._open_writer(), buffer, self.schema)
+                self._options.write_run(writer, buffer, self.schema)
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
         group = self._options.row_group_size
@@ -175,9 +194,17 @@ class PartFile:
         self._buffered_rows = rest.num_rows
         self.buffered_bytes = rest.nbytes
 
+    def wait(self) -> None:
+        """Return once the run being written in the background (if any) is written; its OSError as WriteFailure."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            with self._io():
+                pending.result()
+
     def commit(self) -> int:
         """Write what is buffered, close, sync and rename to the final name; the file's size in bytes."""
         self.flush()
+        self.wait()
         with self._io():
             self._open_writer().close()
             assert self._sink is not None
@@ -194,6 +221,8 @@ class PartFile:
         Used after a failure, so closing may fail again (a full disk): that is expected and not reported.
         """
         self._buffer = []
+        with contextlib.suppress(WriteFailure, pa.ArrowException):
+            self.wait()
         with contextlib.suppress(OSError, pa.ArrowException):
             if self._writer is not None:
                 self._writer.close()

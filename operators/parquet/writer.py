@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class ParquetSinkWriter:
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
         self._max_buffered = options.sort_buffer if options.sort_by else _MAX_BUFFERED_BYTES
+        self._runs: ThreadPoolExecutor | None = None
+        """With `sort_by`: the thread that sorts and writes runs (see `part_file`), from the first file on."""
         if resume is not None:
             self._sequence = int(resume["sequence"])
             removed = remove_writer_files(dataset_dir, writer_id, after=self._sequence)
@@ -85,14 +88,17 @@ class ParquetSinkWriter:
             self._roll_aged()
 
     def close(self) -> None:
-        """Commit every open file."""
-        with self._aborting_on_failure():
-            for folder in list(self._files):
-                self._commit(folder)
+        """Commit every open file, and stop the thread writing sorted runs."""
+        try:
+            self._commit_all()
+        finally:
+            if self._runs is not None:
+                self._runs.shutdown()
+                self._runs = None
 
     def snapshot(self) -> dict[str, Any]:
         """Commit every open file; the state a resumed writer rolls back to (`resume=`)."""
-        self.close()
+        self._commit_all()
         if self._final is not None:
             self._final.snapshot_taken(self._sequence)
         return {"sequence": self._sequence, "writer": self._writer_id}
@@ -102,6 +108,11 @@ class ParquetSinkWriter:
         for part in self._files.values():
             part.discard()
         self._files.clear()
+
+    def _commit_all(self) -> None:
+        with self._aborting_on_failure():
+            for folder in list(self._files):
+                self._commit(folder)
 
     def _write_records(self, batch: pa.RecordBatch | pa.Table) -> None:
         batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
@@ -141,7 +152,9 @@ class ParquetSinkWriter:
         self._sequence += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{self._writer_id}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
-        part = PartFile(self._dataset_dir / folder, name, schema, self._options, self._lock)
+        if self._options.sort_by and self._runs is None:
+            self._runs = ThreadPoolExecutor(1, thread_name_prefix=f"{self._ctx.node}-sorted-runs")
+        part = PartFile(self._dataset_dir / folder, name, schema, self._options, self._lock, self._runs)
         self._files[folder] = part
         return part
 
@@ -167,16 +180,24 @@ class ParquetSinkWriter:
     def _bound_memory(self) -> None:
         """Write out buffers while the writer holds more than it may (see `_MAX_BUFFERED_BYTES`).
 
-        The largest buffer goes first; with `sort_by`, the file written to least recently (an hour that has
-        ended and only gets late records), so the file still growing keeps its sorted run as long as it can.
+        The largest buffer goes first. With `sort_by`, the file written to least recently (an hour that has
+        ended and only gets late records), so the file still growing keeps its sorted run as long as it can;
+        and the buffers get half of `sort_buffer`, the runs being written the other half: beyond it, the writer
+        waits for those runs, then hands over buffers until it holds half again.
         """
         total = sum(part.buffered_bytes for part in self._files.values())
         if self._options.sort_by:
+            limit = self._max_buffered // 2
+            if total <= limit:
+                return
+            for part in self._files.values():
+                part.wait()
             order = sorted(self._files.values(), key=lambda p: p.appended_at)
         else:
+            limit = self._max_buffered
             order = sorted(self._files.values(), key=lambda p: p.buffered_bytes, reverse=True)
         for part in order:
-            if total <= self._max_buffered:
+            if total <= limit:
                 break
             total -= part.buffered_bytes
             part.flush()

@@ -105,7 +105,8 @@ def test_sorted_files_in_partitions_keep_every_row(tmp_path: Path) -> None:
 
 
 def test_sort_buffer_bounds_the_runs_a_file_holds(tmp_path: Path) -> None:
-    """A worker holding more than `sort_buffer` writes its buffered records out as one sorted run: a file holds several."""
+    """A worker buffering more than half its `sort_buffer` writes its buffered records out as one sorted run (the
+    other half is for the run being written): a file holds several."""
     records = apache_records()
     batches = chunks(records, 500)
     sink = build_sink("{type: parquet, dataset: access, partition_by: [], sort_by: [clientip], sort_buffer: 512KiB}", base_dir=tmp_path)
@@ -114,7 +115,7 @@ def test_sort_buffer_bounds_the_runs_a_file_holds(tmp_path: Path) -> None:
     expected_runs, held_rows, held_bytes = [], 0, 0
     for batch in batches:
         held_rows, held_bytes = held_rows + batch.num_rows, held_bytes + batch.nbytes
-        if held_bytes > 512 * 1024:
+        if held_bytes > 512 * 1024 // 2:
             expected_runs.append(held_rows)
             held_rows, held_bytes = 0, 0
     expected_runs.append(held_rows)
@@ -126,12 +127,12 @@ def test_sort_buffer_bounds_the_runs_a_file_holds(tmp_path: Path) -> None:
 
 
 def test_a_file_that_stopped_growing_is_written_out_first(tmp_path: Path) -> None:
-    """Over `sort_buffer`, the worker writes out the file it appended to least recently (an hour that has ended),
-    not the largest one, so the hour still growing keeps one long run."""
+    """Over half its `sort_buffer`, the worker writes out the file it appended to least recently (an hour that has
+    ended), not the largest one, so the hour still growing keeps one long run."""
     records = apache_records()
     ended = at_hour(10, records.slice(0, 1500))
     growing = [at_hour(11, batch) for batch in chunks(records.slice(1500, 4000), 500)]
-    limit = ended.nbytes + sum(batch.nbytes for batch in growing[:6])  # the 7th of 8 batches tips it over
+    limit = 2 * (ended.nbytes + sum(batch.nbytes for batch in growing[:6]))  # the 7th of 8 batches tips half of it over
     sink = build_sink(f"{{type: parquet, dataset: access, sort_by: [clientip], sort_buffer: {limit}}}", base_dir=tmp_path)
     write_all(sink, [ended, *growing])
 
