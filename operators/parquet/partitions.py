@@ -3,12 +3,18 @@
 Each partition name becomes a dictionary-encoded key column; the keys combine into one integer code per row,
 the batch is sorted by that code (stably, so records keep their order) and sliced into runs. Folder names
 are built once per distinct key value, never per record.
+
+`date` and `hour` of a UTC (or zone-less) `timestamp` are whole days and hours since the epoch, found by
+integer division: Arrow's calendar kernels (`floor_temporal`, `hour`) take ~4x as long, as they consult the
+time zone for every value. Other zones are read in their local time by those kernels.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from urllib.parse import quote
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -57,8 +63,29 @@ def split_by_partition(batch: pa.RecordBatch, names: list[str]) -> list[tuple[st
     return parts
 
 
+_PER_HOUR = {"s": 3600, "ms": 3600 * 10**3, "us": 3600 * 10**6, "ns": 3600 * 10**9}
+_UTC = frozenset({None, "UTC", "Etc/UTC", "+00:00", "Z"})
+_EPOCH = date(1970, 1, 1)
+
+
+def _utc_hours(column: pa.Array) -> np.ndarray | None:
+    """Whole hours since the epoch of each UTC or zone-less time (floored: 1969 stays 1969), None for other zones."""
+    if column.type.tz not in _UTC or column.null_count:
+        return None
+    ticks = column.view(pa.int64()).to_numpy()
+    hours: np.ndarray = ticks // _PER_HOUR[column.type.unit]
+    return hours
+
+
 def _key(batch: pa.RecordBatch, name: str) -> tuple[pa.Array, list[str]]:
     """Per-row indices into a list of folder segments for one partition name."""
+    hours = _utc_hours(batch.column("timestamp")) if name in TIME_PARTITIONS else None
+    if hours is not None:
+        if name == "date":
+            days = pc.dictionary_encode(pa.array(hours // 24))
+            return days.indices, [f"date={_EPOCH + timedelta(days=day):%Y-%m-%d}" for day in days.dictionary.to_pylist()]
+        of_day = pc.dictionary_encode(pa.array(hours % 24))
+        return of_day.indices, [f"hour={hour:02d}" for hour in of_day.dictionary.to_pylist()]
     if name == "date":
         encoded = pc.dictionary_encode(pc.floor_temporal(batch.column("timestamp"), unit="day"))
         return encoded.indices, [f"date={day:%Y-%m-%d}" for day in encoded.dictionary.to_pylist()]
