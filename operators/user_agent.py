@@ -9,14 +9,57 @@ Python).
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 import threading
+import types
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import ua_parser
 from pydantic import Field
-from user_agents.parsers import UserAgent, parse_browser, parse_device, parse_operating_system
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """A stand-in for a module not imported yet: reading any attribute it lacks imports the module (which then
+    replaces it in `sys.modules` and in its package) and reads it there.
+
+    importlib's LazyLoader would do, but for `inspect.getmodule` (pydantic calls it for attribute docstrings),
+    which reads `__file__` off every module in `sys.modules`: a stand-in has that attribute of its own.
+    """
+
+    def __getattr__(self, attribute: str) -> Any:  # noqa: ANN401 - whatever the module holds
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        module = importlib.import_module(name)
+        parent, _, child = name.rpartition(".")
+        setattr(sys.modules[parent], child, module)
+        return getattr(module, attribute)
+
+
+def _import_on_first_use(name: str) -> None:
+    """Put a stand-in for module `name` in `sys.modules` (unless it is imported already): see `_ImportedOnFirstUse`.
+
+    `user_agents` imports ua-parser's legacy `user_agent_parser` only for its own `parse()`, which this stage
+    never calls (it builds `UserAgent`s from its own results); that import builds ua-parser's ~1,000 Python
+    rules, ~0.12 s of every `loglake` start-up. Code that does call `user_agents.parse()` still gets it.
+    """
+    spec = importlib.util.find_spec(name)
+    if name in sys.modules or spec is None:
+        return
+    stand_in = _ImportedOnFirstUse(name)
+    stand_in.__file__, stand_in.__spec__ = spec.origin, spec
+    sys.modules[name] = stand_in
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, stand_in)
+
+
+_import_on_first_use("ua_parser.user_agent_parser")
+
+from user_agents.parsers import UserAgent, parse_browser, parse_device, parse_operating_system  # noqa: E402 - after the above
 
 from loglake.operators.distinct_cache import DistinctCache, text_column, with_column
 from loglake.operators.ua_rules import RustIndexedResolver

@@ -72,3 +72,21 @@ def test_the_user_agent_stage_compiles_no_python_rule_up_front(tmp_path: Path) -
     modules = _imported("validate", "plain.yaml", cwd=tmp_path)
     assert "ua_parser_builtins.lazy" in modules and "user_agents.parsers" in modules
     assert "ua_parser_builtins.matchers" not in modules
+    assert "ua_parser_builtins.regexes" not in modules  # the legacy API's rules, for user_agents' own parse()
+
+
+_LEGACY_PARSE = """
+import sys
+import loglake.operators.user_agent
+assert "ua_parser_builtins.regexes" not in sys.modules
+import user_agents
+from ua_parser import user_agent_parser
+agent = user_agents.parse("Mozilla/5.0 (iPhone; CPU iPhone OS 5_1 like Mac OS X) AppleWebKit/534.46 (KHTML, like Gecko) Version/5.1 Mobile/9B179 Safari/7534.48.3")
+print(agent.is_mobile, agent, user_agent_parser.Parse("curl/8.4.0")["user_agent"]["family"], "ua_parser_builtins.regexes" in sys.modules)
+"""
+
+
+def test_user_agents_own_parse_still_works_beside_the_stage() -> None:
+    """The stage leaves ua-parser's legacy module unimported until something uses it (a Python stage, say)."""
+    done = subprocess.run([sys.executable, "-c", _LEGACY_PARSE], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "iPhone", "/", "iOS", "5.1", "/", "Mobile", "Safari", "5.1", "curl", "True"]
