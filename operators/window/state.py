@@ -3,6 +3,12 @@
 `WindowState` is plain data (picklable, so the engine can snapshot it); `FixedWindows` (tumbling and sliding)
 and `SessionWindows` hold the configuration and do the work on a state they are handed. All times are µs
 since the Unix epoch.
+
+A batch is pre-aggregated per (window, group) in Arrow (`preaggregate`); folding those partials into the
+state is a Python loop over the batch's (window, group) pairs, not over its records, and is not vectorised:
+partials are Python values (counts, sums, quantile sketches, distinct-count sketches) held per group across
+batches. A group_by with many values per batch pays for it: the nginx benchmark's hourly requests per
+client meets ~1,700 clients a 10,000-record batch, ~3 µs each, 0.5 s of 1M records.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ The hot loop is one `search` and one `groups()` call per line (the search chosen
 The loop stays in Python on purpose: Arrow's vectorised `extract_regex` (RE2) rejects the lookarounds and
 atomic groups of the grok library (IPORHOST, NUMBER, QS), and even a pattern relaxed for it extracted
 COMBINEDAPACHELOG's 12 captures about 8x slower than `re` on real lines (RE2 finds submatches with its NFA);
-it only wins on small patterns with two or three captures, where `re` is not the bottleneck.
+it only wins on small patterns with two or three captures, where `re` is not the bottleneck. On a simple
+combined-log regex (12 captures, no lookarounds) RE2 took 4.2 µs a line, Polars' Rust `regex`
+(`str.extract_groups`, one thread) 3.5, `re` 2.3 (2026-11-22). Building the columns from the match tuples in
+one `pa.array` call over a struct type (0.5 µs a line) beat a column at a time and one flat array taken apart.
 """
 
 from __future__ import annotations
