@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _measure(processes: int, brokers: str, broker_pid: int, folder: Path) -> dict[str, float]:
+    shutil.rmtree(folder, ignore_errors=True)  # a lake left by an earlier invocation would resume from its checkpoint and read nothing
     env = {"NGINX_BROKERS": brokers, "NGINX_TOPIC": TOPIC, "LOGLAKE_LAKE": str(folder / "lake")}
     broker_before = _cpu_seconds(broker_pid)
     run = run_children(loglake_run_commands(PIPELINE, 1, processes), [folder / f"run-{index}.log" for index in range(processes)], env)
