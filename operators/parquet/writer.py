@@ -108,8 +108,12 @@ class ParquetSinkWriter:
         for part in self._files.values():
             part.discard()
         self._files.clear()
+        if self._runs is not None:
+            self._runs.shutdown()
+            self._runs = None
 
     def _commit_all(self) -> None:
+        """Commit every open file; a write failure aborts the writer (see `_aborting_on_failure`)."""
         with self._aborting_on_failure():
             for folder in list(self._files):
                 self._commit(folder)
