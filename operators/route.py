@@ -29,7 +29,7 @@ class RouteConfig(StageConfig):
     """Send each record to the outputs `node.<route>` whose SQL condition it matches, and records that
     match none to `node._unmatched`; the main output `node` passes every record on unchanged.
 
-    All conditions are evaluated in one query per batch. A record whose condition fails to evaluate goes
+    All conditions are evaluated in one query per batch (simple comparisons by Arrow, without a query). A record whose condition fails to evaluate goes
     to no route and follows `on_error` (`route`: to `node.dropped`; `keep`: the main output carries it with
     `_error` set). Because the main output is the input untouched, a route node can sit inline between two
     stages while its routes branch off.

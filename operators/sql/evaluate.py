@@ -1,5 +1,7 @@
 """Evaluating compiled SQL expressions over whole Arrow batches, one query per batch; records that make a
-query fail are isolated by bisection, so the good records are still computed."""
+query fail are isolated by bisection, so the good records are still computed. Simple conditions
+(`response >= 500`, `ua.is_bot`, `level IN ('error', 'warn')`) skip the query: Arrow computes them with
+DuckDB's results, ~0.1 ms a 10,000-record batch instead of 1-1.5 (see `arrow_plan`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loglake.operators.sql.arrow_plan import arrow_plan
 from loglake.operators.sql.expression import SqlExpression
 from loglake.operators.sql.session import PREFIX, ROWS_COLUMN, TABLE, connection, reason
 
@@ -107,14 +110,15 @@ def _select(expressions: list[SqlExpression]) -> str:
 
 
 class SqlEvaluator:
-    """Evaluates named SQL expressions over whole batches, one query per batch.
+    """Evaluates named SQL expressions over whole batches, one query per batch (none when Arrow can: `arrow=False`
+    always queries DuckDB).
 
     Only the referenced columns are scanned. A referenced column missing from the batch reads as NULL, and
     so does a missing field of a struct (`ua.is_bot`). Safe to call from several threads: each thread uses
     its own DuckDB connection.
     """
 
-    def __init__(self, expressions: Mapping[str, SqlExpression], node: str = "") -> None:
+    def __init__(self, expressions: Mapping[str, SqlExpression], node: str = "", arrow: bool = True) -> None:
         if not expressions:
             raise ValueError("SqlEvaluator needs at least one expression")
         self.node = node
@@ -127,6 +131,9 @@ class SqlEvaluator:
         for path in paths:
             self._paths.setdefault(path[0].lower(), []).append(path[1:])
         self._names_as_written = {path[0].lower(): path[0] for path in paths}
+        trees = {name: e.tree for name, e in expressions.items() if e.tree is not None}
+        self._arrow = arrow_plan(trees) if arrow and len(trees) == len(expressions) else None
+        """Simple conditions in Arrow (see `arrow_plan`); batches it does not take go to DuckDB."""
 
     @property
     def columns(self) -> frozenset[str]:
@@ -172,6 +179,10 @@ class SqlEvaluator:
     def evaluate(self, batch: pa.RecordBatch) -> Evaluation:
         """One array per expression for `batch`; records whose evaluation fails are listed with their error."""
         inputs, missing = self._inputs(batch)
+        if self._arrow is not None:
+            computed = self._arrow.evaluate(inputs)
+            if computed is not None:
+                return Evaluation(computed, [], [])
         try:
             arrays = _run(self._sql, inputs)
         except duckdb.Error as exc:

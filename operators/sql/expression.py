@@ -3,6 +3,7 @@ functions, and the columns it reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import json
@@ -45,6 +46,8 @@ class SqlExpression:
     field: str
     columns: tuple[tuple[str, ...], ...]
     functions: frozenset[str]
+    tree: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False, repr=False)
+    """DuckDB's syntax tree of `text` (`json_serialize_sql`), for evaluating simple conditions in Arrow."""
 
 def _serialize(sql: str) -> dict[str, Any]:
     rows = connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchall()
@@ -220,4 +223,4 @@ def compile_expression(text: str, field: str, cast: str | None = None) -> SqlExp
         _dry_run(sql, columns)
     except duckdb.Error as exc:
         raise ConfigError(f"invalid SQL expression {quote(text)}: {reason(exc)}", field=field) from None
-    return SqlExpression(text=text, sql=sql, field=field, columns=columns, functions=frozenset(walk.functions))
+    return SqlExpression(text=text, sql=sql, field=field, columns=columns, functions=frozenset(walk.functions), tree=item)
