@@ -83,6 +83,11 @@ class _Column:
             array = pc.struct_field(array, [fields[0]])  # null where the struct is, as in DuckDB
         return array
 
+    def compared_with(self, batch: pa.RecordBatch, literal: Literal) -> pa.Array | None:
+        """The column, if its type is one compared with literals of `literal`'s kind."""
+        values = self.array(batch)
+        return values if values is not None and _column_kind(values.type) == _kind(literal) else None
+
 
 @dataclass(frozen=True)
 class _Compare:
@@ -91,11 +96,8 @@ class _Compare:
     literal: Literal
 
     def evaluate(self, batch: pa.RecordBatch) -> pa.Array | None:
-        values = self.column.array(batch)
-        if values is None or _column_kind(values.type) != _kind(self.literal):
-            return None
-        result: pa.Array = getattr(pc, self.function)(values, pa.scalar(self.literal))
-        return result
+        values = self.column.compared_with(batch, self.literal)
+        return None if values is None else getattr(pc, self.function)(values, pa.scalar(self.literal))
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ class _Distinct:
     distinct: bool
 
     def evaluate(self, batch: pa.RecordBatch) -> pa.Array | None:
-        values = self.column.array(batch)
-        if values is None or _column_kind(values.type) != _kind(self.literal):
+        values = self.column.compared_with(batch, self.literal)
+        if values is None:
             return None
         equal = pc.fill_null(pc.equal(values, pa.scalar(self.literal)), False)  # the literal is never NULL
         result: pa.Array = pc.invert(equal) if self.distinct else equal
