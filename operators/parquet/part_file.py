@@ -6,10 +6,12 @@ Without `sort_by`, records are written as soon as they fill a row group; with it
 the writer flushes the file (it holds `sort_buffer` across its files) or commits it, and each flush writes
 one sorted run (see `sort`), so the file's size on disk lags further behind its records.
 
-Given a `runs` thread (the writer's, with `sort_by`), a flush hands the sorted run to it and returns: sorting,
-gathering and encoding a run are Arrow's C++ work, which holds no GIL, so it runs beside the engine's thread
-(parsing the next batches) on another core. A file has at most one run being written; the next flush, the
-commit and `wait` wait for it, and an OSError it met is raised there as a WriteFailure naming the file.
+With `sort_by` and a `background` thread (its writer's), a flush hands the sorted run to it and returns:
+sorting, gathering and encoding a run are Arrow's C++ work, which holds no GIL, so it runs beside the
+engine's thread (parsing the next batches) on another core. A file has at most one run in flight; the next
+flush, the commit and `wait` wait for it, and an OSError it met is raised there as a WriteFailure naming
+the file. `size` counts a run once it is written, so a file rolled by `max_file_size` may hold one run more.
+Row groups of unsorted files are written at once, so their `size` is exact.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -124,7 +127,7 @@ class PartFile:
     """A part file being written; `rows` counts records appended, written or still buffered."""
 
     def __init__(
-        self, folder: Path, name: str, schema: pa.Schema, options: FileOptions, lock: DatasetLock, runs: ThreadPoolExecutor | None = None
+        self, folder: Path, name: str, schema: pa.Schema, options: FileOptions, lock: DatasetLock, background: ThreadPoolExecutor | None = None
     ) -> None:
         self.path = folder / name
         self.temp_path = folder / f".{name}.inprogress"
@@ -139,15 +142,17 @@ class PartFile:
         self._buffered_rows = 0
         self._sink: pa.NativeFile | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._runs = runs
+        self._background = background
         self._pending: Future[None] | None = None
-        """The sorted run being written by `runs`."""
+        """The sorted run being written on the `background` thread."""
         self._size = 0
         options.check_schema(schema)
 
     @property
     def size(self) -> int:
         """Bytes written to disk so far (buffered records, and a run still being written, not included)."""
+        if self._pending is not None and self._pending.done():
+            self.wait()
         if self._sink is not None and self._pending is None:
             self._size = int(self._sink.tell())
         return self._size
@@ -176,17 +181,12 @@ class PartFile:
         if self._options.sort_by:
             buffer, self._buffer, self._buffered_rows, self.buffered_bytes = self._buffer, [], 0, 0
             self.wait()
-            writer = self._open_writer()
-            if self._runs is not None:
-                self._pending = self._runs.submit(self._options.write_run, writer, buffer, self.schema)
-                return
-            with self._io():
-                self._options.write_run(writer, buffer, self.schema)
+            self._write(self._options.write_run, self._open_writer(), buffer, self.schema)
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
         group = self._options.row_group_size
         count = table.num_rows - (table.num_rows % group if whole_groups_only else 0)
-        if count:
+        if count:  # here: `size` must see each row group at once, for `max_file_size`
             with self._io():
                 self._open_writer().write_table(table.slice(0, count), row_group_size=group)
         rest = table.slice(count)
@@ -194,12 +194,22 @@ class PartFile:
         self._buffered_rows = rest.num_rows
         self.buffered_bytes = rest.nbytes
 
+    def _write(self, write: Callable[..., None], *args: Any) -> None:
+        """`write(*args)` on the background thread when there is one (after `wait`), else here."""
+        if self._background is not None:
+            self._pending = self._background.submit(write, *args)
+            return
+        with self._io():
+            write(*args)
+
     def wait(self) -> None:
-        """Return once the run being written in the background (if any) is written; its OSError as WriteFailure."""
+        """Return once the run in flight (if any) is written; its OSError as WriteFailure."""
         pending, self._pending = self._pending, None
         if pending is not None:
             with self._io():
                 pending.result()
+            assert self._sink is not None
+            self._size = int(self._sink.tell())
 
     def commit(self) -> int:
         """Write what is buffered, close, sync and rename to the final name; the file's size in bytes."""

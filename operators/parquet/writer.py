@@ -71,7 +71,7 @@ class ParquetSinkWriter:
         self._files: dict[str, PartFile] = {}
         self._sequence = 0
         self._max_buffered = options.sort_buffer if options.sort_by else _MAX_BUFFERED_BYTES
-        self._runs: ThreadPoolExecutor | None = None
+        self._background: ThreadPoolExecutor | None = None
         """With `sort_by`: the thread that sorts and writes runs (see `part_file`), from the first file on."""
         if resume is not None:
             self._sequence = int(resume["sequence"])
@@ -92,9 +92,7 @@ class ParquetSinkWriter:
         try:
             self._commit_all()
         finally:
-            if self._runs is not None:
-                self._runs.shutdown()
-                self._runs = None
+            self._stop_background()
 
     def snapshot(self) -> dict[str, Any]:
         """Commit every open file; the state a resumed writer rolls back to (`resume=`)."""
@@ -108,9 +106,12 @@ class ParquetSinkWriter:
         for part in self._files.values():
             part.discard()
         self._files.clear()
-        if self._runs is not None:
-            self._runs.shutdown()
-            self._runs = None
+        self._stop_background()
+
+    def _stop_background(self) -> None:
+        if self._background is not None:
+            self._background.shutdown()
+            self._background = None
 
     def _commit_all(self) -> None:
         """Commit every open file; a write failure aborts the writer (see `_aborting_on_failure`)."""
@@ -156,9 +157,9 @@ class ParquetSinkWriter:
         self._sequence += 1
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
         name = f"part-{stamp}-{self._writer_id}-{self._sequence:06d}-{secrets.token_hex(4)}.parquet"
-        if self._options.sort_by and self._runs is None:
-            self._runs = ThreadPoolExecutor(1, thread_name_prefix=f"{self._ctx.node}-sorted-runs")
-        part = PartFile(self._dataset_dir / folder, name, schema, self._options, self._lock, self._runs)
+        if self._options.sort_by and self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix=f"{self._ctx.node}-sorted-runs")
+        part = PartFile(self._dataset_dir / folder, name, schema, self._options, self._lock, self._background)
         self._files[folder] = part
         return part
 
@@ -182,23 +183,22 @@ class ParquetSinkWriter:
             self._commit(folder)
 
     def _bound_memory(self) -> None:
-        """Write out buffers while the writer holds more than it may (see `_MAX_BUFFERED_BYTES`).
+        """Write out buffers while the writer holds more than it may (see `_MAX_BUFFERED_BYTES`), once the writes
+        in flight are done.
 
         The largest buffer goes first. With `sort_by`, the file written to least recently (an hour that has
         ended and only gets late records), so the file still growing keeps its sorted run as long as it can;
-        and the buffers get half of `sort_buffer`, the runs being written the other half: beyond it, the writer
-        waits for those runs, then hands over buffers until it holds half again.
+        and the buffers get half of `sort_buffer`, the runs being written the other half.
         """
         total = sum(part.buffered_bytes for part in self._files.values())
+        limit = self._max_buffered // 2 if self._options.sort_by else self._max_buffered
+        if total <= limit:
+            return
+        for part in self._files.values():
+            part.wait()
         if self._options.sort_by:
-            limit = self._max_buffered // 2
-            if total <= limit:
-                return
-            for part in self._files.values():
-                part.wait()
             order = sorted(self._files.values(), key=lambda p: p.appended_at)
         else:
-            limit = self._max_buffered
             order = sorted(self._files.values(), key=lambda p: p.buffered_bytes, reverse=True)
         for part in order:
             if total <= limit:

@@ -126,6 +126,22 @@ def test_sort_buffer_bounds_the_runs_a_file_holds(tmp_path: Path) -> None:
     assert Counter(clients) == Counter(records.column("clientip").to_pylist())
 
 
+def test_sorted_files_roll_by_size_once_their_runs_are_written(tmp_path: Path) -> None:
+    """Runs are written on the writer's thread; a file counts each run once it is on disk, so files still roll
+    at `max_file_size`. Runs here are ~40 KB on disk (128 KiB of records), so a file past the limit also holds
+    the run that crossed it and what its commit writes out: ~90 KB, as when runs were written in place."""
+    records = apache_records()
+    options = "partition_by: [], sort_by: [clientip], sort_buffer: 256KiB, max_file_size: 48KiB"
+    sink = build_sink(f"{{type: parquet, dataset: access, {options}}}", base_dir=tmp_path)
+    write_all(sink, chunks(records, 250))
+
+    files = committed(sink)
+    sizes = [file.stat().st_size for file in files]
+    assert len(files) >= 3, sizes
+    assert all(48 * 1024 <= size < 3 * 48 * 1024 for size in sizes[:-1]), sizes
+    assert Counter(pq.read_table(files).column("clientip").to_pylist()) == Counter(records.column("clientip").to_pylist())
+
+
 def test_a_file_that_stopped_growing_is_written_out_first(tmp_path: Path) -> None:
     """Over half its `sort_buffer`, the worker writes out the file it appended to least recently (an hour that has
     ended), not the largest one, so the hour still growing keeps one long run."""
