@@ -274,12 +274,14 @@ class LakeConnection:
         for name in self._folders:
             if name not in self._listed and name not in self._globbed and name not in self.unavailable:
                 self._create_view(name)
-            elif name in targets and (
-                name in self.unavailable
-                or (name in self._listed and self._files(name) != self._listed[name])
-                or (name in self._queried and name in self._unchecked)
-            ):
-                self._create_view(name)
+            elif name in targets:
+                files = self._files(name) if name in self._listed else None  # listed once, and the view made of it
+                if (
+                    name in self.unavailable
+                    or (files is not None and files != self._listed[name])
+                    or (name in self._queried and name in self._unchecked)
+                ):
+                    self._create_view(name, files)
         self._queried |= targets
 
     def _files(self, name: str) -> list[str]:
@@ -288,30 +290,31 @@ class LakeConnection:
         files = _in_layout(self._folders[name], sorted(parquet_paths(self._folders[name])))
         return [path for path in files if Path(path) not in self.skipped] if self.skipped else files
 
-    def _create_view(self, name: str) -> None:
-        """The dataset's view, over a list of the files it holds now or over its layout's glob (dropped when it
-        holds no file)."""
-        folder, files = self._folders[name], self._files(name)
+    def _create_view(self, name: str, files: list[str] | None = None) -> None:
+        """The dataset's view, over a list of the files it holds now (`files`, if just listed) or over its layout's
+        glob (dropped when it holds no file)."""
+        folder = self._folders[name]
+        files = self._files(name) if files is None else files
         self._listed.pop(name, None)
         self._globbed.discard(name)
+        self._unchecked.discard(name)
         if not files:
             self._listed[name] = files
             self.connection.execute(f"DROP VIEW IF EXISTS {_quote_identifier(name)}")
             return
         layout = Path(files[0]).relative_to(folder).parts[:-1]
+        union = "true"
         if self._globs and not any(path.is_relative_to(folder) for path in self.skipped):
             levels = [f"{part.split('=', 1)[0]}=*" if "=" in part else "[!._]*" for part in layout]
             source = _quote_literal(str(folder.joinpath(*levels, "[!._]*.parquet")))
             self._globbed.add(name)
-        union = "true"
-        self._unchecked.discard(name)
-        if name not in self._globbed:
+        else:
             source = "[" + ", ".join(_quote_literal(path) for path in files) + "]"
+            self._listed[name] = files
             if name not in self._queried:
                 self._unchecked.add(name)  # a single query (`loglake query`) would not win back the check's time
             elif self._one_schema(name, files):
                 union = "false"
-            self._listed[name] = files
         # `hour=09` would read as text (leading zero); the lake's hours are integers.
         hive_types = ", hive_types = {'hour': INTEGER}" if any(part.startswith("hour=") for part in layout) else ""
         self.connection.execute(
@@ -319,7 +322,6 @@ class LakeConnection:
             f"SELECT * FROM read_parquet({source}, hive_partitioning = true, union_by_name = {union}{hive_types})"
         )
         self.unavailable.pop(name, None)
-
 
     def _one_schema(self, name: str, files: list[str]) -> bool:
         """Whether a dataset's files share one Parquet schema, so that its view needs no `union_by_name`.

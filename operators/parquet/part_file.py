@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -181,7 +180,12 @@ class PartFile:
         if self._options.sort_by:
             buffer, self._buffer, self._buffered_rows, self.buffered_bytes = self._buffer, [], 0, 0
             self.wait()
-            self._write(self._options.write_run, self._open_writer(), buffer, self.schema)
+            writer = self._open_writer()
+            if self._background is not None:
+                self._pending = self._background.submit(self._options.write_run, writer, buffer, self.schema)
+                return
+            with self._io():
+                self._options.write_run(writer, buffer, self.schema)
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
         group = self._options.row_group_size
@@ -193,14 +197,6 @@ class PartFile:
         self._buffer = rest.to_batches()
         self._buffered_rows = rest.num_rows
         self.buffered_bytes = rest.nbytes
-
-    def _write(self, write: Callable[..., None], *args: Any) -> None:
-        """`write(*args)` on the background thread when there is one (after `wait`), else here."""
-        if self._background is not None:
-            self._pending = self._background.submit(write, *args)
-            return
-        with self._io():
-            write(*args)
 
     def wait(self) -> None:
         """Return once the run in flight (if any) is written; its OSError as WriteFailure."""

@@ -46,7 +46,8 @@ def split_by_partition(batch: pa.RecordBatch, names: list[str]) -> list[tuple[st
     """
     if not names:
         return [("", batch)]
-    keys = [_key(batch, name) for name in names]
+    hours = _utc_hours(batch.column("timestamp")) if set(names) & set(TIME_PARTITIONS) else None
+    keys = [_key(batch, name, hours) for name in names]
     data = batch.drop_columns([n for n in names if n not in TIME_PARTITIONS and n in batch.schema.names])
     if all(len(labels) == 1 for _, labels in keys):
         return [("/".join(labels[0] for _, labels in keys), data)]
@@ -77,10 +78,9 @@ def _utc_hours(column: pa.Array) -> np.ndarray | None:
     return hours
 
 
-def _key(batch: pa.RecordBatch, name: str) -> tuple[pa.Array, list[str]]:
-    """Per-row indices into a list of folder segments for one partition name."""
-    hours = _utc_hours(batch.column("timestamp")) if name in TIME_PARTITIONS else None
-    if hours is not None:
+def _key(batch: pa.RecordBatch, name: str, hours: np.ndarray | None) -> tuple[pa.Array, list[str]]:
+    """Per-row indices into a list of folder segments for one partition name (`hours`: see `_utc_hours`)."""
+    if hours is not None and name in TIME_PARTITIONS:
         if name == "date":
             days = pc.dictionary_encode(pa.array(hours // 24))
             return days.indices, [f"date={_EPOCH + timedelta(days=day):%Y-%m-%d}" for day in days.dictionary.to_pylist()]
