@@ -37,6 +37,9 @@ class Aggregate:
 
     output: pa.DataType | None = None
     """Result type; None when it follows the input field's type (`output_type`)."""
+    adds_up = False
+    """The partial is a number (or None before the first value) that folds and merges by adding its one
+    request's value, skipping None: `count` and `sum`. A plan of only such aggregates folds in place (`Plan.sums`)."""
 
     def __init__(self, call: AggregateCall) -> None:
         self.call = call
@@ -76,6 +79,7 @@ def _add(a: Any, b: Any) -> Any:
 
 class _Count(Aggregate):
     output = pa.int64()
+    adds_up = True
 
     def __init__(self, call: AggregateCall) -> None:
         super().__init__(call)
@@ -92,6 +96,8 @@ class _Count(Aggregate):
 
 
 class _Sum(Aggregate):
+    adds_up = True
+
     def __init__(self, call: AggregateCall) -> None:
         super().__init__(call)
         self.requests = ((("numeric", str(call.field)), "sum"),)
@@ -266,6 +272,7 @@ class Plan:
         self.ordered = any(function in ("first", "last") for _, function in self.requests)
         self._empty = tuple(aggregate.empty() for aggregate in self.aggregates)  # immutable: 0 or None
         self._folds = [aggregate.fold for aggregate in self.aggregates]
+        self._adds_up = bool(self.aggregates) and all(aggregate.adds_up for aggregate in self.aggregates)
 
     def empty(self) -> list[Any]:
         """Partials of a window that has seen nothing."""
@@ -275,6 +282,15 @@ class Plan:
         """Per pre-aggregated row, each aggregate's values (one per request of its own)."""
         per_aggregate = [list(zip(*(batch.values[request] for request in slot))) for slot in self.slots]
         return list(zip(*per_aggregate))
+
+    def sums(self, batch: Partials) -> list[list[Any]] | None:
+        """Each aggregate's value column when every aggregate adds up (`Aggregate.adds_up`), else None.
+
+        Such partials fold by adding a row's values in place, skipping None (see `FixedWindows.add`): 2-2.3x
+        faster than `fold` for an hourly count per client (benchmarks/window_fold.py)."""
+        if not self._adds_up:
+            return None
+        return [batch.values[slot[0]] for slot in self.slots]
 
     def fold(self, partials: list[Any], values: tuple[Sequence[Any], ...]) -> list[Any]:
         """`partials` with one pre-aggregated row (from `rows`) folded in."""

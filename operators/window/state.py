@@ -8,7 +8,10 @@ A batch is pre-aggregated per (window, group) in Arrow (`preaggregate`); folding
 state is a Python loop over the batch's (window, group) pairs, not over its records, and is not vectorised:
 partials are Python values (counts, sums, quantile sketches, distinct-count sketches) held per group across
 batches. A group_by with many values per batch pays for it: the nginx benchmark's hourly requests per
-client meets ~1,700 clients a 10,000-record batch, ~3 µs each, 0.5 s of 1M records.
+client meets ~1,700 clients a 10,000-record batch. Windows of only counts and sums add their partials in
+place instead (`Plan.sums`): that count's pre-aggregation and fold take 0.10 s per 1M records against 0.28
+the general way, `count(), sum(bytes)` 0.16 against 0.39; with every client distinct, 1.5 against 1.8 and
+1.4 against 2.3 (benchmarks/window_fold.py).
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ class FixedWindows:
             records, starts = records.take(rows[~late]), starts[~late]
         if starts.size:
             batch = preaggregate(self.plan, records, starts)
+            sums = self.plan.sums(batch)
+            if sums is not None:
+                _add_sums(state.windows, keys, batch.ids, batch.windows, sums, self.plan.empty())
+                return late_records
             fold, empty, windows = self.plan.fold, self.plan.empty, state.windows
             for group_id, start, values in zip(batch.ids, batch.windows, self.plan.rows(batch)):
                 window = windows.get(start)
@@ -129,6 +136,23 @@ class FixedWindows:
         if state.windows:
             state.watermark.raise_to(max(state.windows) + self.size + self.lateness)
         return self.close(state, state.watermark.value)
+
+
+def _add_sums(windows: dict[int, dict[GroupKey, list[Any]]], keys: list[GroupKey], ids: list[int], starts: list[int], sums: list[list[Any]], empty: list[Any]) -> None:
+    """Fold pre-aggregated rows of counts and sums (`Plan.sums`) into `windows`, adding in place; None adds nothing."""
+    for group_id, start, row in zip(ids, starts, zip(*sums)):
+        window = windows.get(start)
+        if window is None:
+            window = windows[start] = {}
+        group = keys[group_id]
+        partials = window.get(group)
+        if partials is None:
+            window[group] = [nothing if value is None else value for nothing, value in zip(empty, row)]
+            continue
+        for index, value in enumerate(row):
+            if value is not None:
+                before = partials[index]
+                partials[index] = value if before is None else before + value
 
 
 class SessionWindows:
