@@ -158,13 +158,12 @@ class LakeConnection:
         self.unavailable: dict[str, CorruptFileError] = {}
         self._folders = {name: folder.resolve() for name, folder in datasets.items() if _has_parquet(folder)}
         self._globs = globs
-        self._listed: dict[str, list[str]] = {}
-        """The datasets whose view is a list of files, and the files."""
-        self._globbed: set[str] = set()
-        """The datasets whose view is a glob (`globs`, and no file left out)."""
+        self._views: dict[str, list[str] | None] = {}
+        """The datasets whose view is made: the files it lists, or None where it globs (`globs`, no file left out)."""
         self._schemas: dict[str, dict[str, int]] = {}
         """For the datasets whose view is a list: each file's Parquet schema, as a number (see `_one_schema`)."""
         self._shapes: dict[str, int] = {}
+        """Each distinct schema text seen, numbered: the numbers `_schemas` holds."""
         self._queried: set[str] = set()
         """Datasets queried before: their schemas are checked when their view is next made."""
         self._unchecked: set[str] = set()
@@ -262,8 +261,7 @@ class LakeConnection:
             name = next(name for name, folder in self._folders.items() if path.is_relative_to(folder))
             log.warning("%s: skipped %s, not a readable Parquet file (%s); its records are left out", name, path, problem)
             self.skipped[path] = problem
-            self._listed.pop(name, None)
-            self._globbed.discard(name)
+            self._views.pop(name, None)
 
     def _refresh(self, names: list[str]) -> None:
         """Make again the views that are out of date: those a corrupt file was just left out of, and those of
@@ -272,13 +270,14 @@ class LakeConnection:
         queried before without their schemas checked (see `_one_schema`)."""
         targets = set(names or self._folders)
         for name in self._folders:
-            if name not in self._listed and name not in self._globbed and name not in self.unavailable:
+            if name not in self._views and name not in self.unavailable:
                 self._create_view(name)
             elif name in targets:
-                files = self._files(name) if name in self._listed else None  # listed once, and the view made of it
+                listed = self._views.get(name)
+                files = self._files(name) if listed is not None else None  # listed once, and the view made of it
                 if (
                     name in self.unavailable
-                    or (files is not None and files != self._listed[name])
+                    or (files is not None and files != listed)
                     or (name in self._queried and name in self._unchecked)
                 ):
                     self._create_view(name, files)
@@ -295,11 +294,9 @@ class LakeConnection:
         glob (dropped when it holds no file)."""
         folder = self._folders[name]
         files = self._files(name) if files is None else files
-        self._listed.pop(name, None)
-        self._globbed.discard(name)
         self._unchecked.discard(name)
+        self._views[name] = files
         if not files:
-            self._listed[name] = files
             self.connection.execute(f"DROP VIEW IF EXISTS {_quote_identifier(name)}")
             return
         layout = Path(files[0]).relative_to(folder).parts[:-1]
@@ -307,10 +304,9 @@ class LakeConnection:
         if self._globs and not any(path.is_relative_to(folder) for path in self.skipped):
             levels = [f"{part.split('=', 1)[0]}=*" if "=" in part else "[!._]*" for part in layout]
             source = _quote_literal(str(folder.joinpath(*levels, "[!._]*.parquet")))
-            self._globbed.add(name)
+            self._views[name] = None
         else:
             source = "[" + ", ".join(_quote_literal(path) for path in files) + "]"
-            self._listed[name] = files
             if name not in self._queried:
                 self._unchecked.add(name)  # a single query (`loglake query`) would not win back the check's time
             elif self._one_schema(name, files):
